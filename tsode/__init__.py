@@ -1,0 +1,27 @@
+"""tsode: online SGD in two-layer teacher-student networks (Goldt et al., NeurIPS 2019).
+
+Three engines for the same dynamics — the N -> infinity ODEs for the order parameters
+(:func:`integrate`), N-dimensional SGD and an exact reduced finite-N simulator
+(:func:`simulate`) — plus the asymptotic analysis (:mod:`tsode.asymptotics`).
+"""
+
+from .activations import ACTIVATIONS, Activation, activation
+from .ode import DivergenceError, drift, integrate
+from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
+from .trajectory import Trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "activation",
+    "OrderParameters",
+    "Setup",
+    "generalisation_error",
+    "initial_state",
+    "integrate",
+    "drift",
+    "DivergenceError",
+    "Trajectory",
+]
