@@ -28,13 +28,15 @@ covariance and raise :class:`ValueError` otherwise; the engines call the uncheck
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from numba import guvectorize, njit
 from scipy.special import erf as _erf
 
-__all__ = ["Activation", "ACTIVATIONS", "activation", "check_covariance"]
+__all__ = ["Activation", "ACTIVATIONS", "activation", "check_covariance", "gather"]
 
 #: Variances below this are treated as exactly zero (a dead unit) in divisions.
 TINY = 1e-300
@@ -45,14 +47,34 @@ _INV_PI = 1.0 / np.pi
 _SQRT2 = np.sqrt(2.0)
 
 
+def gather(C, idx):
+    """Sub-covariances ``C[idx_p, idx_p]``: C (..., n, n), idx (P, m) -> (..., P, m, m)."""
+    C = np.asarray(C, dtype=float)
+    n = C.shape[-1]
+    flat = (idx[:, :, None] * n + idx[:, None, :]).ravel()
+    out = np.take(C.reshape(C.shape[:-2] + (n * n,)), flat, axis=-1)
+    return out.reshape(C.shape[:-2] + idx.shape + idx.shape[-1:])
+
+
+@njit(cache=True)
 def _asin(x):
     """arcsin with its argument clipped to [-1, 1] (rounding can push |x| past 1)."""
-    return np.arcsin(np.clip(x, -1.0, 1.0))
+    return math.asin(min(1.0, max(-1.0, x)))
 
 
-def _sqrt(x):
-    """Square root of a quantity that is non-negative up to rounding."""
-    return np.sqrt(np.maximum(x, 0.0))
+@njit(cache=True)
+def _corr(C, a, b):
+    """C_ab / sqrt(C_aa C_bb) clipped to [-1, 1]; 0 when a field has zero variance."""
+    s = math.sqrt(C[a, a] * C[b, b])
+    if s <= TINY:
+        return 0.0
+    return min(1.0, max(-1.0, C[a, b] / s))
+
+
+@njit(cache=True)
+def _orthant2(rho):
+    """P(x_1 > 0, x_2 > 0) for a standard bivariate normal with correlation rho."""
+    return 0.25 + _asin(rho) / (2.0 * math.pi)
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,36 +90,37 @@ def _erf_dg(x):
     return np.sqrt(2.0 * _INV_PI) * np.exp(-0.5 * x * x)
 
 
-def _erf_I2(C):
+@njit(cache=True)
+def _erf_I2(C, a, b):
     """(2/pi) asin(C_ab / sqrt((1 + C_aa)(1 + C_bb)))."""
-    a, b, ab = C[..., 0, 0], C[..., 1, 1], C[..., 0, 1]
-    return 2.0 * _INV_PI * _asin(ab / np.sqrt((1.0 + a) * (1.0 + b)))
+    return 2.0 / math.pi * _asin(C[a, b] / math.sqrt((1.0 + C[a, a]) * (1.0 + C[b, b])))
 
 
-def _erf_I3(C):
+@njit(cache=True)
+def _erf_I3(C, a, b, c):
     """(2/pi) (C_bc (1 + C_aa) - C_ab C_ac) / ((1 + C_aa) sqrt(L3)), L3 = (1+C_aa)(1+C_cc) - C_ac^2."""
-    aa, ab, ac = C[..., 0, 0], C[..., 0, 1], C[..., 0, 2]
-    bc, cc = C[..., 1, 2], C[..., 2, 2]
-    lam3 = (1.0 + aa) * (1.0 + cc) - ac * ac
-    return 2.0 * _INV_PI * (bc * (1.0 + aa) - ab * ac) / ((1.0 + aa) * np.sqrt(lam3))
+    aa1 = 1.0 + C[a, a]
+    lam3 = aa1 * (1.0 + C[c, c]) - C[a, c] ** 2
+    return 2.0 / math.pi * (C[b, c] * aa1 - C[a, b] * C[a, c]) / (aa1 * math.sqrt(lam3))
 
 
-def _erf_I4(C):
-    """Saad & Solla: (4/pi^2) asin(L0 / sqrt(L1 L2)) / sqrt(L4)."""
-    aa, bb, cc, dd = C[..., 0, 0], C[..., 1, 1], C[..., 2, 2], C[..., 3, 3]
-    ab, ac, ad = C[..., 0, 1], C[..., 0, 2], C[..., 0, 3]
-    bc, bd, cd = C[..., 1, 2], C[..., 1, 3], C[..., 2, 3]
-    lam4 = (1.0 + aa) * (1.0 + bb) - ab * ab
-    lam0 = lam4 * cd - bc * bd * (1.0 + aa) - ac * ad * (1.0 + bb) + ab * ac * bd + ab * ad * bc
-    lam1 = lam4 * (1.0 + cc) - bc * bc * (1.0 + aa) - ac * ac * (1.0 + bb) + 2.0 * ab * ac * bc
-    lam2 = lam4 * (1.0 + dd) - bd * bd * (1.0 + aa) - ad * ad * (1.0 + bb) + 2.0 * ab * ad * bd
-    return 4.0 * _INV_PI**2 * _asin(lam0 / np.sqrt(lam1 * lam2)) / np.sqrt(lam4)
+@njit(cache=True)
+def _erf_I4(C, a, b, c, d):
+    """Saad & Solla (1995): (4/pi^2) asin(L0 / sqrt(L1 L2)) / sqrt(L4)."""
+    aa1, bb1 = 1.0 + C[a, a], 1.0 + C[b, b]
+    ab, ac, ad, bc, bd, cd = C[a, b], C[a, c], C[a, d], C[b, c], C[b, d], C[c, d]
+    lam4 = aa1 * bb1 - ab * ab
+    lam0 = lam4 * cd - bc * bd * aa1 - ac * ad * bb1 + ab * ac * bd + ab * ad * bc
+    lam1 = lam4 * (1.0 + C[c, c]) - bc * bc * aa1 - ac * ac * bb1 + 2.0 * ab * ac * bc
+    lam2 = lam4 * (1.0 + C[d, d]) - bd * bd * aa1 - ad * ad * bb1 + 2.0 * ab * ad * bd
+    return 4.0 / math.pi**2 * _asin(lam0 / math.sqrt(lam1 * lam2)) / math.sqrt(lam4)
 
 
-def _erf_J2(C):
+@njit(cache=True)
+def _erf_J2(C, a, b):
     """(2/pi) / sqrt(1 + C_aa + C_bb + C_aa C_bb - C_ab^2)."""
-    a, b, ab = C[..., 0, 0], C[..., 1, 1], C[..., 0, 1]
-    return 2.0 * _INV_PI / np.sqrt(1.0 + a + b + a * b - ab * ab)
+    aa, bb, ab = C[a, a], C[b, b], C[a, b]
+    return 2.0 / math.pi / math.sqrt(1.0 + aa + bb + aa * bb - ab * ab)
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,57 +135,47 @@ def _relu_dg(x):
     return (np.asarray(x, dtype=float) > 0.0).astype(float)
 
 
-def _correlation(ab, a, b):
-    """C_ab / sqrt(C_aa C_bb), with 0 for a zero-variance field."""
-    s = np.sqrt(a * b)
-    return np.where(s > TINY, ab / np.maximum(s, TINY), 0.0)
-
-
-def _relu_I2(C):
+@njit(cache=True)
+def _relu_I2(C, a, b):
     """E[relu(u_a) relu(u_b)] = sqrt(C_aa C_bb)/(2 pi) (sin t + (pi - t) cos t), cos t = rho_ab.
 
-    This is the full expectation (equal to C_aa/2 on the diagonal), not the half of it that a
-    widely copied snippet returns.
+    The full expectation (C_aa/2 on the diagonal), not the half of it that a widely copied
+    snippet returns.
     """
-    a, b = C[..., 0, 0], C[..., 1, 1]
-    rho = np.clip(_correlation(C[..., 0, 1], a, b), -1.0, 1.0)
-    theta = np.arccos(rho)
-    return np.sqrt(a * b) * 0.5 * _INV_PI * (np.sqrt(1.0 - rho * rho) + (np.pi - theta) * rho)
+    rho = _corr(C, a, b)
+    t = math.acos(rho)
+    return math.sqrt(C[a, a] * C[b, b]) / (2.0 * math.pi) * (math.sqrt(1.0 - rho * rho) + (math.pi - t) * rho)
 
 
-def _orthant2(rho):
-    """P(x_1 > 0, x_2 > 0) for standard bivariate normal with correlation rho."""
-    return 0.25 + 0.5 * _INV_PI * _asin(rho)
-
-
-def _relu_I3(C):
+@njit(cache=True)
+def _relu_I3(C, a, b, c):
     """E[theta(u_a) u_b relu(u_c)] by Stein's lemma:
 
     C_ab sqrt(C_aa C_cc - C_ac^2) / (2 pi C_aa) + C_bc P(u_a > 0, u_c > 0).
     """
-    aa, ab, ac = C[..., 0, 0], C[..., 0, 1], C[..., 0, 2]
-    bc, cc = C[..., 1, 2], C[..., 2, 2]
-    alive = aa > TINY
-    aa_safe = np.where(alive, aa, 1.0)
-    # E[delta(u_a) relu(u_c)] = sqrt(C_cc - C_ac^2/C_aa) / (2 pi sqrt(C_aa)); times C_ab.
-    delta_term = np.where(
-        alive, ab / np.sqrt(aa_safe) * _sqrt(cc - ac * ac / aa_safe) * 0.5 * _INV_PI, 0.0
-    )
-    p = np.where(alive & (cc > TINY), _orthant2(_correlation(ac, aa, cc)), 0.0)
-    return delta_term + bc * p
+    aa = C[a, a]
+    if aa <= TINY:
+        return 0.0  # theta(0) = 0: a dead unit has zero derivative
+    # C_ab E[delta(u_a) relu(u_c)] with E[delta(u_a) relu(u_c)] = sd(u_c | u_a = 0) / (2 pi sd(u_a))
+    delta = C[a, b] / math.sqrt(aa) * math.sqrt(max(C[c, c] - C[a, c] ** 2 / aa, 0.0)) / (2.0 * math.pi)
+    if C[c, c] <= TINY:
+        return delta
+    return delta + C[b, c] * _orthant2(_corr(C, a, c))
 
 
-def _relu_J2(C):
+@njit(cache=True)
+def _relu_J2(C, a, b):
     """E[theta(u_a) theta(u_b)] = 1/4 + asin(rho_ab)/(2 pi) (0 if a field has zero variance)."""
-    a, b = C[..., 0, 0], C[..., 1, 1]
-    alive = (a > TINY) & (b > TINY)
-    return np.where(alive, _orthant2(_correlation(C[..., 0, 1], a, b)), 0.0)
+    if C[a, a] <= TINY or C[b, b] <= TINY:
+        return 0.0
+    return _orthant2(_corr(C, a, b))
 
 
-def _relu_I4(C):
+def _relu_I4_indexed(C, idx):
+    """Exact ReLU I4 (:func:`tsode._relu_i4.relu_I4`) on the gathered covariances."""
     from ._relu_i4 import relu_I4
 
-    return relu_I4(C)
+    return relu_I4(gather(C, idx))
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,20 +190,102 @@ def _linear_dg(x):
     return np.ones_like(np.asarray(x, dtype=float))
 
 
-def _linear_I2(C):
-    return C[..., 0, 1].copy()
+@njit(cache=True)
+def _linear_I2(C, a, b):
+    return C[a, b]
 
 
-def _linear_I3(C):
-    return C[..., 1, 2].copy()
+@njit(cache=True)
+def _linear_I3(C, a, b, c):
+    return C[b, c]
 
 
-def _linear_I4(C):
-    return C[..., 2, 3].copy()
+@njit(cache=True)
+def _linear_I4(C, a, b, c, d):
+    return C[c, d]
 
 
-def _linear_J2(C):
-    return np.ones(C.shape[:-2])
+@njit(cache=True)
+def _linear_J2(C, a, b):
+    return 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Indexed kernels: one compiled loop per integral, dispatching on the activation
+# --------------------------------------------------------------------------------------------
+#
+# Each gufunc takes field covariances C (..., n, n), index tuples idx (P, m) and an activation
+# code, and returns (..., P): the integral over the fields idx[p]. Gathering the sub-covariance
+# inside the compiled loop is what makes the ODE right-hand side cheap.
+
+_ERF, _RELU, _LINEAR = 0, 1, 2
+_SIG = "(n,n),(p,m),()->(p)"
+_TYPES = ["void(float64[:, :], int64[:, :], int64, float64[:])"]
+
+
+@guvectorize(_TYPES, _SIG, cache=True)
+def _I2_indexed(C, idx, code, out):
+    for p in range(idx.shape[0]):
+        a, b = idx[p, 0], idx[p, 1]
+        if code == _ERF:
+            out[p] = _erf_I2(C, a, b)
+        elif code == _RELU:
+            out[p] = _relu_I2(C, a, b)
+        else:
+            out[p] = _linear_I2(C, a, b)
+
+
+@guvectorize(_TYPES, _SIG, cache=True)
+def _I3_indexed(C, idx, code, out):
+    for p in range(idx.shape[0]):
+        a, b, c = idx[p, 0], idx[p, 1], idx[p, 2]
+        if code == _ERF:
+            out[p] = _erf_I3(C, a, b, c)
+        elif code == _RELU:
+            out[p] = _relu_I3(C, a, b, c)
+        else:
+            out[p] = _linear_I3(C, a, b, c)
+
+
+@guvectorize(_TYPES, _SIG, cache=True)
+def _I4_indexed(C, idx, code, out):
+    for p in range(idx.shape[0]):
+        a, b, c, d = idx[p, 0], idx[p, 1], idx[p, 2], idx[p, 3]
+        if code == _ERF:
+            out[p] = _erf_I4(C, a, b, c, d)
+        else:
+            out[p] = _linear_I4(C, a, b, c, d)
+
+
+@guvectorize(_TYPES, _SIG, cache=True)
+def _J2_indexed(C, idx, code, out):
+    for p in range(idx.shape[0]):
+        a, b = idx[p, 0], idx[p, 1]
+        if code == _ERF:
+            out[p] = _erf_J2(C, a, b)
+        elif code == _RELU:
+            out[p] = _relu_J2(C, a, b)
+        else:
+            out[p] = _linear_J2(C, a, b)
+
+
+def _bind(gufunc, code):
+    """The indexed kernel ``(C, idx) -> (..., P)`` of one activation."""
+
+    def kernel(C, idx):
+        return gufunc(C, idx, code)
+
+    kernel.__name__ = gufunc.__name__
+    return kernel
+
+
+def _kernels(code) -> dict:
+    return {
+        "I2": _bind(_I2_indexed, code),
+        "I3": _bind(_I3_indexed, code),
+        "I4": _relu_I4_indexed if code == _RELU else _bind(_I4_indexed, code),
+        "J2": _bind(_J2_indexed, code),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,6 +317,9 @@ def check_covariance(C, n: int, name: str = "C") -> np.ndarray:
     return C
 
 
+_IDENTITY = {n: np.arange(n)[None, :] for n in (2, 3, 4)}
+
+
 @dataclass(frozen=True)
 class Activation:
     """An activation g with its derivative and Gaussian integrals.
@@ -230,7 +328,9 @@ class Activation:
     ----------
     name : str
     g, dg : callables, elementwise g(x) and g'(x).
-    kernels : dict name -> unchecked vectorised integral (used by the engines).
+    kernels : dict "I2"/"I3"/"I4"/"J2" -> indexed integral ``(C, idx) -> (..., P)``: for
+        field covariances C (..., n, n) and index tuples idx (P, m) (int64), the integral over
+        the fields idx[p], unchecked. This is what the engines call.
     """
 
     name: str
@@ -239,7 +339,8 @@ class Activation:
     kernels: dict = field(repr=False)
 
     def _call(self, which: str, n: int, C):
-        return self.kernels[which](check_covariance(C, n, f"C for {self.name} {which}"))
+        C = check_covariance(C, n, f"C for {self.name} {which}")
+        return self.kernels[which](C, _IDENTITY[n])[..., 0]
 
     def I2(self, C):
         """E[g(u_0) g(u_1)], C of shape (..., 2, 2) -> (...)."""
@@ -258,16 +359,11 @@ class Activation:
         return self._call("J2", 2, C)
 
 
-def _make(name, g, dg, I2, I3, I4, J2) -> Activation:
-    return Activation(name, g, dg, {"I2": I2, "I3": I3, "I4": I4, "J2": J2})
-
-
 ACTIVATIONS: dict[str, Activation] = {
-    "erf": _make("erf", _erf_g, _erf_dg, _erf_I2, _erf_I3, _erf_I4, _erf_J2),
-    "relu": _make("relu", _relu_g, _relu_dg, _relu_I2, _relu_I3, _relu_I4, _relu_J2),
-    "linear": _make("linear", _linear_g, _linear_dg, _linear_I2, _linear_I3, _linear_I4, _linear_J2),
+    "erf": Activation("erf", _erf_g, _erf_dg, _kernels(_ERF)),
+    "relu": Activation("relu", _relu_g, _relu_dg, _kernels(_RELU)),
+    "linear": Activation("linear", _linear_g, _linear_dg, _kernels(_LINEAR)),
 }
-
 
 def activation(name) -> Activation:
     """Look up an activation by name (``"erf"``, ``"relu"`` or ``"linear"``).

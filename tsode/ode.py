@@ -39,14 +39,6 @@ def default_alphas(alpha_max: float, n: int = 200) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(start, alpha_max, n)])
 
 
-def _gather(C, idx):
-    """Sub-covariances C[idx_p, idx_p] for index tuples idx of shape (P, m) -> (..., P, m, m)."""
-    n = C.shape[-1]
-    flat = (idx[:, :, None] * n + idx[:, None, :]).ravel()
-    out = np.take(C.reshape(C.shape[:-2] + (n * n,)), flat, axis=-1)
-    return out.reshape(C.shape[:-2] + idx.shape + idx.shape[-1:])
-
-
 class Drift:
     """Vectorised right-hand side of the ODEs for fixed (K, M, setup, T, v*).
 
@@ -67,16 +59,16 @@ class Drift:
         self.size = self.n_q + K * M + (K if self.train_v else 0)
         # index tuples for the integrals
         i3 = np.array(np.meshgrid(np.arange(K), np.arange(n), np.arange(n), indexing="ij"))
-        self.idx3 = i3.reshape(3, -1).T  # (K*n*n, 3): (i, b, a)
-        ab = np.array(np.triu_indices(n)).T  # a <= b
+        self.idx3 = np.ascontiguousarray(i3.reshape(3, -1).T)  # (K*n*n, 3): (i, b, a)
+        ab = np.ascontiguousarray(np.array(np.triu_indices(n)).T)  # a <= b
         self.ab_weight = np.where(ab[:, 0] == ab[:, 1], 1.0, 2.0)
-        ik = np.array(self.iu).T  # i <= k
+        ik = np.ascontiguousarray(np.array(self.iu).T)  # i <= k
         self.ab, self.ik = ab, ik
         self.idx4 = np.concatenate(
             [np.repeat(ik, len(ab), axis=0), np.tile(ab, (len(ik), 1))], axis=1
         )  # (n_ik * n_ab, 4)
-        aa = np.array(np.meshgrid(np.arange(n), np.arange(n), indexing="ij")).reshape(2, -1).T
-        self.idx2 = aa
+        i2 = np.array(np.meshgrid(np.arange(K), np.arange(n), indexing="ij"))
+        self.idx2 = np.ascontiguousarray(i2.reshape(2, -1).T)  # (K*n, 2): (i, a)
         self.k = self.act.kernels
 
     # ---- packing -------------------------------------------------------------------------
@@ -121,22 +113,22 @@ class Drift:
         lead = Q.shape[:-2]
         C = self.covariance(Q, R)
         w = np.concatenate([v, -np.broadcast_to(self.v_star, lead + (M,))], axis=-1)
-        I3 = self.k["I3"](_gather(C, self.idx3)).reshape(lead + (K, n, n))
+        I3 = self.k["I3"](C, self.idx3).reshape(lead + (K, n, n))
         A = np.einsum("...iba,...a->...ib", I3, w)  # A[i, b] = sum_a w_a I3(i, b, a)
         vA = v[..., :, None] * A[..., :K]
         dR = -s.eta * v[..., :, None] * A[..., K:]
         dQ = -s.eta * (vA + np.swapaxes(vA, -1, -2))
-        I4 = self.k["I4"](_gather(C, self.idx4)).reshape(lead + (len(self.ik), len(self.ab)))
+        I4 = self.k["I4"](C, self.idx4).reshape(lead + (len(self.ik), len(self.ab)))
         wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
         S4 = np.einsum("...pq,...q->...p", I4, wab)
         if s.sigma > 0:
-            S4 = S4 + s.sigma**2 * self.k["J2"](_gather(C, self.ik))
+            S4 = S4 + s.sigma**2 * self.k["J2"](C, self.ik)
         noise = np.empty(lead + (K, K))
         noise[..., self.iu[0], self.iu[1]] = S4
         noise[..., self.iu[1], self.iu[0]] = S4
         dQ += s.eta**2 * v[..., :, None] * v[..., None, :] * noise
         if self.train_v:
-            I2 = self.k["I2"](_gather(C, self.idx2[: K * n])).reshape(lead + (K, n))
+            I2 = self.k["I2"](C, self.idx2).reshape(lead + (K, n))
             dv = -s.eta_v * np.einsum("...ia,...a->...i", I2, w)
         else:
             dv = np.zeros(lead + (K,))

@@ -175,13 +175,8 @@ def eg_from_covariance(C, v, v_star, act) -> np.ndarray:
     v_star = np.broadcast_to(v_star, v.shape[:-1] + np.shape(v_star)[-1:])
     w = np.concatenate([v, -v_star], axis=-1)
     n = C.shape[-1]
-    pairs = np.empty(C.shape[:-2] + (n, n, 2, 2))
-    diag = np.diagonal(C, axis1=-2, axis2=-1)
-    pairs[..., 0, 0] = diag[..., :, None]
-    pairs[..., 1, 1] = diag[..., None, :]
-    pairs[..., 0, 1] = C
-    pairs[..., 1, 0] = C
-    I2 = act.kernels["I2"](pairs)
+    pairs = np.ascontiguousarray(np.array(np.meshgrid(np.arange(n), np.arange(n), indexing="ij")).reshape(2, -1).T)
+    I2 = act.kernels["I2"](C, pairs).reshape(C.shape[:-2] + (n, n))
     return 0.5 * np.einsum("...a,...b,...ab->...", w, w, I2)
 
 
@@ -224,6 +219,7 @@ def initial_state(
     v="ones",
     v_star="ones",
     extra_std: float = 1e-3,
+    orthogonal_teacher: bool = False,
 ) -> OrderParameters:
     """An initial macroscopic state.
 
@@ -244,6 +240,8 @@ def initial_state(
     N : input dimension used to sample "random"/"small" states.
     seed : seed of the numpy Generator.
     v, v_star : "ones", "normal" (N(0,1) entries) or arrays.
+    orthogonal_teacher : for "random"/"small", orthogonalise the teacher rows so that
+        T = teacher_std² I exactly (the N -> inf value) while the student stays random.
 
     Returns
     -------
@@ -263,6 +261,10 @@ def initial_state(
         if std < 0:
             raise ValueError(f"init_std must be >= 0, got {std}")
         W_star = teacher_std * rng.standard_normal((M, N))
+        if orthogonal_teacher:
+            if M > N:
+                raise ValueError(f"orthogonal_teacher needs M <= N, got M={M}, N={N}")
+            W_star = teacher_std * np.sqrt(N) * np.linalg.qr(W_star.T)[0].T
         W = std * rng.standard_normal((K, N))
         vv = _second_layer(v, K, rng, "v")
         return OrderParameters(
