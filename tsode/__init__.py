@@ -8,6 +8,7 @@ Three engines for the same dynamics — the N -> infinity ODEs for the order par
 from .activations import ACTIVATIONS, Activation, activation
 from .ode import DivergenceError, drift, integrate
 from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
+from .simulate import simulate
 from .trajectory import Trajectory
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "generalisation_error",
     "initial_state",
     "integrate",
+    "simulate",
     "drift",
     "DivergenceError",
     "Trajectory",

@@ -1,0 +1,284 @@
+r"""Compiled (numba) step loops of the two simulators; see :mod:`tsode.simulate` for the driver.
+
+Everything here is an unchecked kernel working in place on float64 arrays; the caller validates
+inputs. One SGD step, with local fields :math:`\lambda_k = w_k\cdot x/\sqrt N`,
+:math:`\rho_n = w^*_n\cdot x/\sqrt N`, error :math:`\Delta = \phi - y` (DESIGN.md §2) and
+:math:`a = 1 - \kappa/N` (weight decay :math:`\kappa`, so that the drift gains :math:`-\kappa R`,
+:math:`-2\kappa Q`, :math:`-\kappa v`):
+
+.. math::
+
+    \phi = \sum_k v_k g(\lambda_k),\qquad y = \sum_n v^*_n g(\rho_n) + \sigma\zeta,\qquad
+    c_k = -\eta\, v_k\, g'(\lambda_k)\,\Delta,
+
+    w_k \leftarrow a\,w_k + c_k\,x/\sqrt N,\qquad
+    v_k \leftarrow a\,v_k - (\eta_v/N)\,g(\lambda_k)\,\Delta \quad(\text{only if }\eta_v>0),
+
+all right-hand sides with the pre-step values. In terms of the Gram matrix
+:math:`G = [[Q, R], [R^\top, T]]` and :math:`s = \|x\|^2` this is (the *reduced* engine)
+
+.. math::
+
+    Q_{kl} &\leftarrow a^2 Q_{kl} + a\,(c_k\lambda_l + c_l\lambda_k)/N + c_k c_l\, s/N^2,\\
+    R_{kn} &\leftarrow a R_{kn} + c_k\rho_n/N,
+
+and :math:`(\lambda, \rho) = u = Lz` with :math:`G = LL^\top` (rank-revealing), :math:`z\sim
+\mathcal N(0, I_r)`, :math:`s = \|z\|^2 + \chi^2_{N-r}` (DESIGN.md §3).
+
+Random numbers come from a ``numpy.random.Generator`` passed in (numba reproduces NumPy's
+streams exactly). Order of draws per step — full engine: the N entries of x, then ζ (if σ > 0);
+reduced engine: the r entries of z, the χ² variate (if N > r), then ζ (if σ > 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+#: Integer codes of the activations inside the kernels.
+ACT_CODES = {"erf": 0, "relu": 1, "linear": 2}
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_FM = {"reassoc", "contract"}  # allow vectorised dot products; keeps NaN/inf semantics
+
+
+@njit(cache=True, nogil=True, inline="always")
+def g_scalar(code, x):
+    """g(x) for activation ``code`` (0 erf(x/√2), 1 max(0, x), 2 x)."""
+    if code == 0:
+        return math.erf(x * _INV_SQRT2)
+    if code == 1:
+        return x if x > 0.0 else 0.0
+    return x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dg_scalar(code, x):
+    """g'(x) for activation ``code`` (erf: √(2/π) exp(−x²/2); relu: θ(x) with θ(0) = 0; linear: 1)."""
+    if code == 0:
+        return _SQRT_2_OVER_PI * math.exp(-0.5 * x * x)
+    if code == 1:
+        return 1.0 if x > 0.0 else 0.0
+    return 1.0
+
+
+@njit(cache=True, nogil=True)
+def g_array(code, x):
+    """Elementwise g on a 1-D array (used to test the scalar kernels)."""
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = g_scalar(code, x[i])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def dg_array(code, x):
+    """Elementwise g' on a 1-D array (used to test the scalar kernels)."""
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = dg_scalar(code, x[i])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Full engine: N-dimensional weights
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def full_update(W, Ws, v, vs, x, zeta, code, eta, eta_v, sigma, decay, lam):
+    """One SGD step in place for a given input ``x`` (N,) and label noise ``zeta``.
+
+    W (K, N), Ws (M, N), v (K,), vs (M,); lam (K,) is scratch (receives the pre-step λ).
+    Returns Δ = φ − y (non-finite Δ signals divergence).
+    """
+    K, N = W.shape
+    M = Ws.shape[0]
+    isq = 1.0 / math.sqrt(N)
+    phi = 0.0
+    for k in range(K):
+        s = 0.0
+        for i in range(N):
+            s += W[k, i] * x[i]
+        lam[k] = s * isq
+        phi += v[k] * g_scalar(code, lam[k])
+    y = sigma * zeta
+    for m in range(M):
+        s = 0.0
+        for i in range(N):
+            s += Ws[m, i] * x[i]
+        y += vs[m] * g_scalar(code, s * isq)
+    delta = phi - y
+    a = 1.0 - decay / N
+    for k in range(K):
+        ck = -eta * v[k] * dg_scalar(code, lam[k]) * delta * isq
+        if a != 1.0:
+            for i in range(N):
+                W[k, i] = a * W[k, i] + ck * x[i]
+        else:
+            for i in range(N):
+                W[k, i] += ck * x[i]
+    if eta_v > 0.0:
+        for k in range(K):
+            v[k] = a * v[k] - eta_v / N * g_scalar(code, lam[k]) * delta
+    return delta
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def full_advance(W, Ws, v, vs, rng, n_steps, code, eta, eta_v, sigma, decay, x, lam):
+    """Run ``n_steps`` SGD steps in place, drawing x ~ N(0, I_N) and ζ ~ N(0, 1) from ``rng``.
+
+    x (N,) and lam (K,) are scratch. Returns the number of steps completed: fewer than
+    ``n_steps`` means the error Δ became non-finite at step (returned value + 1), i.e. divergence.
+    """
+    N = W.shape[1]
+    for step in range(n_steps):
+        for i in range(N):
+            x[i] = rng.standard_normal()
+        zeta = rng.standard_normal() if sigma > 0.0 else 0.0
+        delta = full_update(W, Ws, v, vs, x, zeta, code, eta, eta_v, sigma, decay, lam)
+        if not math.isfinite(delta):
+            return step
+    return n_steps
+
+
+# ---------------------------------------------------------------------------------------------
+# Reduced engine: the exact Markov chain of the Gram matrix
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def pivoted_cholesky(G, A, L, perm, rtol):
+    r"""Rank-revealing Cholesky factorisation :math:`G_{\pi\pi} = L_{:, :r} L_{:, :r}^\top`.
+
+    Outer-product Cholesky with diagonal pivoting (Higham, *Accuracy and Stability*, §10.3),
+    stopped when the largest remaining Schur-complement diagonal is ``<= rtol * max(diag G)``:
+    directions of G with (relative) variance below that are treated as exactly zero, which is how
+    rank deficiency (zero weights, K + M > N) is handled. A (n, n) and L (n, n) are scratch,
+    perm (n,) receives the permutation π (row i of L belongs to field perm[i]).
+
+    Returns the numerical rank r.
+    """
+    n = G.shape[0]
+    scale = 0.0
+    for i in range(n):
+        perm[i] = i
+        if G[i, i] > scale:
+            scale = G[i, i]
+        for j in range(n):
+            A[i, j] = G[i, j]
+            L[i, j] = 0.0
+    tol = rtol * scale
+    for j in range(n):
+        p = j
+        for i in range(j + 1, n):
+            if A[i, i] > A[p, p]:
+                p = i
+        if not A[p, p] > tol:  # also stops on NaN
+            return j
+        if p != j:
+            for c in range(n):
+                t = A[j, c]
+                A[j, c] = A[p, c]
+                A[p, c] = t
+            for c in range(n):
+                t = A[c, j]
+                A[c, j] = A[c, p]
+                A[c, p] = t
+            for c in range(j):
+                t = L[j, c]
+                L[j, c] = L[p, c]
+                L[p, c] = t
+            t2 = perm[j]
+            perm[j] = perm[p]
+            perm[p] = t2
+        ljj = math.sqrt(A[j, j])
+        L[j, j] = ljj
+        for i in range(j + 1, n):
+            L[i, j] = A[i, j] / ljj
+        for i in range(j + 1, n):
+            for c in range(j + 1, i + 1):
+                A[i, c] -= L[i, j] * L[c, j]
+                A[c, i] = A[i, c]
+    return n
+
+
+@njit(cache=True, nogil=True)
+def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c):
+    """Apply one SGD step to the Gram matrix G (n, n) and v (K,) in place.
+
+    u (n,) are the fields (λ_1..λ_K, ρ_1..ρ_M) of the step's input, s = ‖x‖², zeta the label
+    noise; c (K,) is scratch (receives c_k = −η v_k g'(λ_k) Δ). The teacher block of G is not
+    touched. Returns Δ = φ − y.
+    """
+    n = G.shape[0]
+    phi = 0.0
+    for k in range(K):
+        phi += v[k] * g_scalar(code, u[k])
+    y = sigma * zeta
+    for m in range(n - K):
+        y += vs[m] * g_scalar(code, u[K + m])
+    delta = phi - y
+    for k in range(K):
+        c[k] = -eta * v[k] * dg_scalar(code, u[k]) * delta
+    a = 1.0 - decay / N
+    inv_n = 1.0 / N
+    s_n2 = s * inv_n * inv_n
+    for k in range(K):
+        for l in range(k, K):
+            q = a * a * G[k, l] + a * (c[k] * u[l] + c[l] * u[k]) * inv_n + c[k] * c[l] * s_n2
+            G[k, l] = q
+            G[l, k] = q
+        for m in range(K, n):
+            r = a * G[k, m] + c[k] * u[m] * inv_n
+            G[k, m] = r
+            G[m, k] = r
+    if eta_v > 0.0:
+        for k in range(K):
+            v[k] = a * v[k] - eta_v * inv_n * g_scalar(code, u[k]) * delta
+    return delta
+
+
+@njit(cache=True, nogil=True)
+def reduced_advance(
+    G, v, vs, rng, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
+    with_chi2, A, L, perm, z, u, c,
+):
+    """Run ``n_steps`` steps of the exact Markov chain on (G, v) in place.
+
+    Per step: r = rank of G (pivoted Cholesky, capped at N), z ~ N(0, I_r), u = L z (permuted
+    back), s = ‖z‖² + χ²(N − r) (the χ² term is left out when ``with_chi2`` is False — a
+    deliberately *wrong* chain, used only to check that the statistical tests have power),
+    then :func:`reduced_update`. Scratch: A, L (n, n), perm (n,) int64, z, u (n,), c (K,).
+
+    Returns the number of steps completed; fewer than ``n_steps`` means divergence (a
+    non-finite Δ, or a diagonal of Q or an entry of v beyond ``max_norm``) at step (value + 1).
+    """
+    n = G.shape[0]
+    for step in range(n_steps):
+        r = pivoted_cholesky(G, A, L, perm, rank_rtol)
+        if r > N:
+            r = N
+        zz = 0.0
+        for j in range(r):
+            z[j] = rng.standard_normal()
+            zz += z[j] * z[j]
+        for i in range(n):
+            t = 0.0
+            for j in range(min(i + 1, r)):
+                t += L[i, j] * z[j]
+            u[perm[i]] = t
+        s = zz
+        if with_chi2 and N > r:
+            s += rng.chisquare(N - r)
+        zeta = rng.standard_normal() if sigma > 0.0 else 0.0
+        delta = reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c)
+        if not math.isfinite(delta):
+            return step
+        for k in range(K):
+            if not (G[k, k] <= max_norm and abs(v[k]) <= max_norm):
+                return step
+    return n_steps
