@@ -6,6 +6,7 @@ Three engines for the same dynamics — the N -> infinity ODEs for the order par
 """
 
 from .activations import ACTIVATIONS, Activation, activation
+from .asymptotics import FixedPoint, FixedPointError, describe, fixed_point
 from .ode import DivergenceError, drift, integrate
 from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
 from .simulate import simulate
@@ -26,4 +27,5 @@ __all__ = [
     "drift",
     "DivergenceError",
     "Trajectory",
+    "FixedPoint", "FixedPointError", "fixed_point", "describe",
 ]

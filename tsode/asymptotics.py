@@ -1,0 +1,984 @@
+r"""Asymptotics of online SGD: fixed points, final generalisation errors, stability, slow modes.
+
+The ODEs of :mod:`tsode.ode` are an autonomous system :math:`\dot y = F(y)` for the packed state
+:math:`y` = (upper triangle of Q, R, and v when :math:`\eta_v > 0`). A *fixed point* solves
+:math:`F(y^*) = 0`; its *stability* is read from the spectrum of the Jacobian
+:math:`J = \partial F/\partial y` at :math:`y^*` (all real parts < 0: linearly stable; eigenvalues
+with :math:`|\mathrm{Re}\,\lambda|` far below the rest: *soft* or *slow* modes, which set the
+time scale :math:`\alpha \sim 1/|\lambda|` on which a "final" error is actually reached).
+
+Contents
+--------
+* :func:`fixed_point` — damped Newton on the packed drift, started from a guess (typically the
+  end of a long integration); returns a :class:`FixedPoint` (state, ε_g*, spectrum, soft modes).
+* :func:`integrate_to_fixed_point` — integrate, then polish with :func:`fixed_point`
+  (how ReLU fixed points are found from the paper's small initialisation).
+* Closed forms: :func:`linear_eg_star` (exact, linear, first layer only) and
+  :func:`erf_eg_star_leading` (erf, first layer only, leading order in η).
+* :func:`erf_symmetric_fixed_point` — the exact erf first-layer fixed point under the symmetric
+  ansatz (M specialised units, L equivalent extra units, v = v* = 1, T = I).
+* :func:`denoising_fixed_point` — erf, both layers: student units copying teacher units and
+  sharing their output weight.
+* :func:`describe` — which student aligns with which teacher, copies, splits, dead units,
+  anti-aligned pairs, second-layer weights.
+* :func:`slow_mode_scan` and :func:`fit_power_law` — characterise slow drifts (erf first layer
+  with L >= 2; linear networks with both layers trained, ε_g ∝ α^(-1/2)).
+
+All derivatives are those of :class:`tsode.ode.Drift`; nothing here re-implements the ODEs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .ode import Drift, integrate
+from .order_parameters import OrderParameters, Setup, generalisation_error
+from .trajectory import Trajectory
+
+__all__ = [
+    "FixedPoint",
+    "FixedPointError",
+    "fixed_point",
+    "integrate_to_fixed_point",
+    "linear_eg_star",
+    "erf_eg_star_leading",
+    "erf_symmetric_fixed_point",
+    "denoising_fixed_point",
+    "Description",
+    "describe",
+    "SlowModeScan",
+    "slow_mode_scan",
+    "fit_power_law",
+]
+
+
+class FixedPointError(RuntimeError):
+    """The root finder did not reach a physical fixed point (the message says why)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# closed forms
+# ---------------------------------------------------------------------------------------------
+
+def _check_number(x, name, *, lower=0.0, strict=False, upper=None):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {x!r}") from None
+    bad = not np.isfinite(x) or (x <= lower if strict else x < lower)
+    if upper is not None and x > upper:
+        bad = True
+    if bad:
+        rng = f"{'>' if strict else '>='} {lower:g}" + ("" if upper is None else f" and <= {upper}")
+        raise ValueError(f"{name} must be finite and {rng}, got {x}")
+    return x
+
+
+def _check_int(x, name, lower):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lower:
+        raise ValueError(f"{name} must be an integer >= {lower}, got {x!r}")
+    return int(x)
+
+
+def linear_eg_star(K: int, eta: float, sigma: float) -> float:
+    r"""Exact asymptotic error of a linear student, first layer only (v = v* = 1).
+
+    All K units receive the same update, so only :math:`s = \sum_k w_k` matters and it performs
+    online regression with learning rate :math:`\eta K`; with :math:`e = |s - s^*|^2/N`,
+    :math:`\dot e = -\eta K (2 - \eta K) e + (\eta K)^2 \sigma^2`, hence
+
+    .. math::  \epsilon_g^* = \frac{\eta \sigma^2 K}{2 (2 - \eta K)},
+
+    stable if and only if :math:`\eta K < 2`.
+
+    Raises ``ValueError`` for :math:`\eta K \ge 2` (no stable fixed point: the error diverges).
+    """
+    K = _check_int(K, "K", 1)
+    eta = _check_number(eta, "eta", strict=True)
+    sigma = _check_number(sigma, "sigma")
+    if eta * K >= 2:
+        raise ValueError(
+            f"no stable fixed point for a linear network with eta*K >= 2 (eta={eta}, K={K}, "
+            f"eta*K={eta * K:g}); need eta < {2 / K:g}"
+        )
+    return eta * sigma**2 * K / (2 * (2 - eta * K))
+
+
+def erf_eg_star_leading(M: int, L: int, eta: float, sigma: float) -> float:
+    r"""Leading order in η of the erf first-layer asymptotic error (Goldt et al. 2019):
+
+    .. math::  \epsilon_g^* \approx \frac{\eta \sigma^2}{2\pi}\Big(L + \frac{M}{\sqrt 3}\Big),
+
+    for M teacher units, K = M + L student units, v = v* = 1, T = I.
+    """
+    M = _check_int(M, "M", 1)
+    L = _check_int(L, "L", 0)
+    eta = _check_number(eta, "eta", strict=True)
+    sigma = _check_number(sigma, "sigma")
+    return eta * sigma**2 / (2 * np.pi) * (L + M / np.sqrt(3.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Newton iteration and the FixedPoint result
+# ---------------------------------------------------------------------------------------------
+
+def _fd_jacobian(F, y, rel_step=1e-7):
+    """Central finite-difference Jacobian of a batched F (..., n) -> (..., m) at y (n,)."""
+    h = rel_step * np.maximum(np.abs(y), 1e-3)
+    E = np.diag(h)
+    Fs = F(np.concatenate([y + E, y - E]))
+    n = y.size
+    return ((Fs[:n] - Fs[n:]) / (2 * h[:, None])).T
+
+
+def _newton(F, jac, y0, *, tol, max_iter, admissible=lambda y: True):
+    """Damped Newton (least-squares steps, backtracking on max|F|).
+
+    Least-squares steps (``numpy.linalg.lstsq``) keep the iteration defined when J is singular,
+    as it is on manifolds of fixed points (linear networks). Returns (y, residual, n_iter, message,
+    ok) where ok means max|F(y)| <= tol.
+    """
+    y = np.array(y0, dtype=float)
+    Fy = F(y)
+    if not np.all(np.isfinite(Fy)):
+        return y, np.inf, 0, "the drift is not finite at the starting point", False
+    res = np.abs(Fy).max()
+    for it in range(1, max_iter + 1):
+        if res <= tol:
+            return y, res, it - 1, f"converged: max|drift| = {res:.3g} <= tol = {tol:.3g}", True
+        J = jac(y)
+        if not np.all(np.isfinite(J)):
+            return y, res, it, "the Jacobian became non-finite", False
+        step = np.linalg.lstsq(J, -Fy, rcond=None)[0]
+        t = 1.0
+        while t >= 2.0**-20:
+            y_new = y + t * step
+            if admissible(y_new):
+                F_new = F(y_new)
+                if np.all(np.isfinite(F_new)) and np.abs(F_new).max() < res:
+                    break
+            t /= 2
+        else:
+            return y, res, it, (
+                f"the line search stalled at max|drift| = {res:.3g} > tol = {tol:.3g} (no step "
+                "along the Newton direction reduces the drift: probably no fixed point near the "
+                "guess, or tol below the round-off of the drift)"
+            ), False
+        y, Fy, res = y_new, F_new, np.abs(F_new).max()
+    if res <= tol:
+        return y, res, max_iter, f"converged: max|drift| = {res:.3g} <= tol = {tol:.3g}", True
+    return y, res, max_iter, (
+        f"no convergence after max_iter = {max_iter} Newton steps: max|drift| = {res:.3g} > "
+        f"tol = {tol:.3g} (start from the end of a longer integration)"
+    ), False
+
+
+def _is_psd(Q, R, T):
+    C = np.block([[Q, R], [R.T, T]])
+    e = np.linalg.eigvalsh(C)
+    return e[0] >= -1e-8 * max(1.0, e[-1])
+
+
+class _Reduction:
+    """Drift restricted to an invariant set on which the overlaps take few distinct values.
+
+    Every entry of Q (K,K), R (K,M) and, if trained, v (K,) is assigned a class; the parameters
+    p (..., P) are the values of the classes, ``full(p)`` embeds them (a linear one-hot map) and
+    ``F(p)`` is the full drift of :class:`tsode.ode.Drift` averaged over the entries of each class
+    (on an invariant set all entries of a class have the same drift, so this is exact there).
+    """
+
+    def __init__(self, f: Drift, labQ, labR, labv=None):
+        self.f = f
+        K, M = f.K, f.M
+        parts = [np.asarray(labQ).ravel(), np.asarray(labR).ravel()]
+        if f.train_v:
+            parts.append(np.asarray(labv).ravel())
+        lab = np.concatenate(parts)
+        classes, lab = np.unique(lab, return_inverse=True)
+        self.n = len(classes)
+        self.E = np.zeros((self.n, lab.size))
+        self.E[lab, np.arange(lab.size)] = 1.0
+        self.P = self.E / self.E.sum(axis=1, keepdims=True)
+        self.sizes = (K * K, K * M)
+
+    def full(self, p):
+        """(Q, R, v) of shape (..., K, K), (..., K, M), (..., K) from parameters (..., P)."""
+        f, (nq, nr) = self.f, self.sizes
+        x = np.asarray(p) @ self.E
+        lead = x.shape[:-1]
+        Q = x[..., :nq].reshape(lead + (f.K, f.K))
+        R = x[..., nq : nq + nr].reshape(lead + (f.K, f.M))
+        v = x[..., nq + nr :] if f.train_v else np.broadcast_to(f.v_frozen, lead + (f.K,))
+        return Q, R, v
+
+    def reduce(self, Q, R, v):
+        """Class averages of (Q, R, v): the parameters of the nearest state on the set."""
+        parts = [np.ravel(Q), np.ravel(R)] + ([np.ravel(v)] if self.f.train_v else [])
+        return self.P @ np.concatenate(parts)
+
+    def F(self, p):
+        Q, R, v = self.full(p)
+        dQ, dR, dv = self.f.derivatives(Q, R, v)
+        lead = Q.shape[:-2]
+        parts = [dQ.reshape(lead + (-1,)), dR.reshape(lead + (-1,))]
+        if self.f.train_v:
+            parts.append(dv)
+        return np.concatenate(parts, axis=-1) @ self.P.T
+
+    def admissible(self, p):
+        Q, R, _ = self.full(p)
+        return bool(np.all(np.isfinite(p))) and _is_psd(Q, R, self.f.T)
+
+    def solve(self, p0, *, tol, max_iter):
+        return _newton(self.F, lambda p: _fd_jacobian(self.F, p), p0, tol=tol,
+                       max_iter=max_iter, admissible=self.admissible)
+
+
+def _coincident_groups(state: OrderParameters, train_v: bool, tol: float):
+    """Group index (K,) of student units that coincide: 1 - Q_kl/sqrt(Q_kk Q_ll) <= tol,
+    |Q_kk - Q_ll| <= tol max(Q_kk, Q_ll) and, if v is trained, |v_k - v_l| <= tol max|v|."""
+    Q, v = np.asarray(state.Q), np.asarray(state.v)
+    K = state.K
+    d = np.sqrt(np.maximum(np.diag(Q), 1e-300))
+    corr = Q / np.outer(d, d)
+    group = np.arange(K)
+    vscale = max(np.abs(v).max(), 1e-300)
+    for k in range(K):
+        for l in range(k):
+            same = (1 - corr[k, l] <= tol
+                    and abs(Q[k, k] - Q[l, l]) <= tol * max(Q[k, k], Q[l, l])
+                    and (not train_v or abs(v[k] - v[l]) <= tol * vscale))
+            if same and Q[k, k] > 0:
+                group[k] = group[l]
+                break
+    _, group = np.unique(group, return_inverse=True)
+    return group
+
+
+def _group_labels(group, M):
+    """Class labels of Q, R, v when the units of each group coincide."""
+    G = group.max() + 1
+    pair = np.full((G, G), -1)
+    iu = np.triu_indices(G)
+    pair[iu] = np.arange(len(iu[0]))
+    pair = np.maximum(pair, pair.T)
+    labQ = pair[np.ix_(group, group)]
+    labR = len(iu[0]) + group[:, None] * M + np.arange(M)[None, :]
+    labv = len(iu[0]) + G * M + group
+    return labQ, labR, labv
+
+
+@dataclass(frozen=True, eq=False)
+class FixedPoint:
+    """A fixed point of the order-parameter ODEs and its linear stability.
+
+    Attributes
+    ----------
+    state : OrderParameters at the fixed point (for a failed solve: the last admissible iterate).
+    setup : the Setup whose drift vanishes there.
+    eg : generalisation error ε_g* at ``state``.
+    eigenvalues : (size,) complex, eigenvalues of the Jacobian of the packed drift
+        (``tsode.ode.Drift``), sorted by decreasing real part (least stable first).
+    converged : max|drift| <= tol was reached.
+    residual : max|drift| (packed) at ``state``.
+    soft_tol : threshold below which |Re λ| counts as a soft mode.
+    message : what the solver did (reason of failure included).
+    n_iter : Newton steps taken.
+    parameters : for ansatz solutions, the distinct overlaps (name -> value).
+    trajectory : for :func:`integrate_to_fixed_point`, the integration that produced the guess.
+    """
+
+    state: OrderParameters
+    setup: Setup
+    eg: float
+    eigenvalues: np.ndarray
+    converged: bool
+    residual: float
+    soft_tol: float
+    message: str
+    n_iter: int = 0
+    parameters: dict = field(default_factory=dict)
+    trajectory: Trajectory | None = None
+
+    @property
+    def soft_modes(self) -> np.ndarray:
+        """Eigenvalues with |Re λ| < soft_tol (near-zero modes: slow or marginal directions)."""
+        return self.eigenvalues[np.abs(self.eigenvalues.real) < self.soft_tol]
+
+    @property
+    def n_soft(self) -> int:
+        return int(self.soft_modes.size)
+
+    @property
+    def n_unstable(self) -> int:
+        """Number of eigenvalues with Re λ >= soft_tol (clearly unstable directions)."""
+        return int(np.sum(self.eigenvalues.real >= self.soft_tol))
+
+    @property
+    def max_real(self) -> float:
+        """Largest real part of the spectrum (> 0: unstable, however slowly)."""
+        return float(self.eigenvalues.real.max())
+
+    @property
+    def stable(self) -> bool:
+        """Converged and every eigenvalue has Re λ <= -soft_tol (no soft modes)."""
+        return bool(self.converged and self.max_real <= -self.soft_tol)
+
+    def __str__(self):
+        status = "converged" if self.converged else "NOT converged"
+        if self.stable:
+            kind = "stable"
+        elif self.max_real > 0:
+            kind = f"unstable (largest Re λ = {self.max_real:.3g})"
+        else:
+            kind = f"marginal ({self.n_soft} soft modes)"
+        return (
+            f"FixedPoint(K={self.state.K}, M={self.state.M}, {self.setup.activation}, "
+            f"eg*={self.eg:.6g}, {status}, residual={self.residual:.2g}, {kind}, "
+            f"n_soft={self.n_soft}, slowest Re λ={self.eigenvalues.real[0]:.3g})"
+        )
+
+
+def _spectrum(J):
+    ev = np.linalg.eigvals(J)
+    return ev[np.lexsort((-ev.imag, -ev.real))]
+
+
+def _soft_tol(ev, soft_tol, soft_rtol):
+    if soft_tol is not None:
+        return _check_number(soft_tol, "soft_tol")
+    return soft_rtol * float(np.abs(ev.real).max()) if ev.size else 0.0
+
+
+def _drift_of(state: OrderParameters, setup: Setup) -> Drift:
+    return Drift(state.K, state.M, setup, state.T, state.v_star, state.v)
+
+
+def _check_state_setup(guess, setup):
+    if isinstance(guess, Trajectory):
+        guess = guess.final
+    if not isinstance(guess, OrderParameters):
+        raise TypeError(
+            f"guess must be an OrderParameters (or a Trajectory), got {type(guess).__name__}"
+        )
+    if not isinstance(setup, Setup):
+        raise TypeError(f"setup must be a Setup, got {type(setup).__name__}")
+    return guess
+
+
+def stability(state: OrderParameters, setup: Setup, *, soft_tol=None, soft_rtol=1e-3,
+              rel_step=1e-7):
+    """Eigenvalues (sorted by decreasing real part) of the packed drift's Jacobian at ``state``,
+    and the soft-mode threshold used. See :class:`FixedPoint` for the conventions."""
+    state = _check_state_setup(state, setup)
+    f = _drift_of(state, setup)
+    y = f.pack(np.asarray(state.Q), np.asarray(state.R), np.asarray(state.v))
+    ev = _spectrum(f.jacobian(0.0, y, rel_step=rel_step))
+    return ev, _soft_tol(ev, soft_tol, soft_rtol)
+
+
+def fixed_point(
+    guess,
+    setup: Setup,
+    *,
+    tol: float = 1e-12,
+    max_iter: int = 50,
+    soft_tol: float | None = None,
+    soft_rtol: float = 1e-3,
+    rel_step: float = 1e-7,
+    coincident_tol: float | None = 1e-8,
+    raise_on_failure: bool = True,
+) -> FixedPoint:
+    r"""Solve :math:`F(y) = 0` for the full K×M system by damped Newton from ``guess``.
+
+    The unknowns are the packed state of :class:`tsode.ode.Drift`: the K(K+1)/2 upper-triangle
+    entries of Q, the K·M entries of R and, when the second layer is trained (η_v > 0), the K
+    entries of v (T and v* are constants; a frozen v stays at ``guess.v``). Each Newton step
+    solves :math:`J\,\delta = -F` in the least-squares sense (so that manifolds of fixed points,
+    e.g. of linear networks, are handled) with the batched central-difference Jacobian of
+    ``Drift``, and backtracks until max|F| decreases while the overlaps stay a Gram matrix.
+
+    Student units that coincide in ``guess`` (identical vectors: correlation 1, equal norms and,
+    if v is trained, equal v — up to ``coincident_tol``) stay identical under the ODEs; such
+    states lie on the boundary of the positive semi-definite cone, where an unconstrained Newton
+    step leaves the physical domain. The equations are then solved on the invariant set where
+    those units coincide (class-averaged drift, see the ``message``); the residual reported is
+    still that of the full system and the eigenvalues those of the full Jacobian.
+
+    Parameters
+    ----------
+    guess : OrderParameters (or a Trajectory, whose final state is used).
+    setup : Setup.
+    tol : convergence when max|drift| <= tol (absolute; the drift is O(η) away from fixed
+        points). The error of the state is about tol/|slowest eigenvalue|.
+    max_iter : maximal number of Newton steps.
+    soft_tol : absolute threshold for soft modes, |Re λ| < soft_tol; default
+        ``soft_rtol * max|Re λ|`` (soft_rtol = 1e-3: modes a thousand times slower than the
+        fastest one).
+    rel_step : relative finite-difference step of the Jacobian.
+    coincident_tol : tolerance for detecting coincident units; None disables the reduction.
+    raise_on_failure : if True (default) a failure raises :class:`FixedPointError`; if False a
+        :class:`FixedPoint` with ``converged=False`` and the reason in ``message`` is returned
+        (its state is the last admissible iterate).
+
+    Returns
+    -------
+    FixedPoint with the spectrum of the Jacobian at the solution.
+
+    Raises
+    ------
+    FixedPointError : no convergence within max_iter, stalled line search (no fixed point near
+        the guess, or one on the boundary of the physical domain), non-finite drift.
+    TypeError / ValueError : wrong argument types or ranges.
+    """
+    guess = _check_state_setup(guess, setup)
+    tol = _check_number(tol, "tol", strict=True)
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    soft_rtol = _check_number(soft_rtol, "soft_rtol", upper=1.0)
+    rel_step = _check_number(rel_step, "rel_step", strict=True, upper=1e-2)
+    f = _drift_of(guess, setup)
+    Q0, R0, v0 = np.asarray(guess.Q), np.asarray(guess.R), np.asarray(guess.v)
+    group = np.arange(guess.K)
+    if coincident_tol is not None:
+        coincident_tol = _check_number(coincident_tol, "coincident_tol", upper=1.0)
+        group = _coincident_groups(guess, f.train_v, coincident_tol)
+    note = ""
+    if group.max() + 1 < guess.K:
+        red = _Reduction(f, *_group_labels(group, guess.M))
+        p, res, n_iter, message, ok = red.solve(red.reduce(Q0, R0, v0), tol=tol,
+                                                max_iter=max_iter)
+        y = f.pack(*red.full(p))
+        res = float(np.abs(f(0.0, y)).max())
+        ok = ok and res <= tol
+        sets = [tuple(np.flatnonzero(group == g).tolist()) for g in range(group.max() + 1)]
+        note = ("solved on the invariant set where the units "
+                f"{', '.join(str(s_) for s_ in sets if len(s_) > 1)} coincide; ")
+    else:
+        y0 = f.pack(Q0, R0, v0)
+
+        def admissible(y):
+            Q, R, _ = f.unpack(y)
+            return bool(np.all(np.isfinite(y))) and _is_psd(Q, R, f.T)
+
+        y, res, n_iter, message, ok = _newton(
+            lambda y: f(0.0, y), lambda y: f.jacobian(0.0, y, rel_step=rel_step), y0, tol=tol,
+            max_iter=max_iter, admissible=admissible,
+        )
+    message = note + message
+    if not ok and raise_on_failure:
+        raise FixedPointError(
+            f"fixed_point (K={guess.K}, M={guess.M}, {setup.activation}, eta={setup.eta}, "
+            f"eta_v={setup.eta_v}, sigma={setup.sigma}): {message}"
+        )
+    return _result(f, y, guess, setup, res, ok, message, n_iter, soft_tol, soft_rtol, rel_step)
+
+
+def _result(f, y, guess, setup, res, ok, message, n_iter, soft_tol, soft_rtol, rel_step,
+            **extra):
+    Q, R, v = f.unpack(y)
+    state = guess.replace(Q=(Q + Q.T) / 2, R=R, v=np.array(v))
+    ev = _spectrum(f.jacobian(0.0, y, rel_step=rel_step))
+    return FixedPoint(
+        state=state, setup=setup, eg=generalisation_error(state, setup.activation),
+        eigenvalues=ev, converged=ok, residual=float(res),
+        soft_tol=_soft_tol(ev, soft_tol, soft_rtol), message=message, n_iter=n_iter, **extra,
+    )
+
+
+def integrate_to_fixed_point(
+    state0: OrderParameters,
+    setup: Setup,
+    alpha_max: float,
+    *,
+    rtol: float = 1e-10,
+    atol: float = 1e-14,
+    **fixed_point_kwargs,
+) -> FixedPoint:
+    """Integrate the ODEs from ``state0`` to ``alpha_max`` and polish the end with
+    :func:`fixed_point` (same keyword arguments). The trajectory is kept in the result.
+
+    This is how fixed points without a closed form (ReLU) are found: start from the paper's
+    initialisation, e.g. ``initial_state(K, M, kind="small")``, integrate well past the
+    plateaus, then let Newton remove the remaining slow drift.
+    """
+    traj = integrate(state0, setup, alpha_max, rtol=rtol, atol=atol)
+    fp = fixed_point(traj.final, setup, **fixed_point_kwargs)
+    return replace(fp, trajectory=traj)
+
+
+# ---------------------------------------------------------------------------------------------
+# erf, first layer only: the symmetric ansatz
+# ---------------------------------------------------------------------------------------------
+
+#: Names of the distinct overlaps of the symmetric ansatz (units 0..M-1 specialised on teacher
+#: units 0..M-1, units M..K-1 the L extra units).
+ANSATZ_PARAMETERS = (
+    "Q_spec",        # Q_mm, m < M            (norm² of a specialised unit)
+    "Q_spec_cross",  # Q_mm', m != m' < M     (between specialised units)
+    "R_diag",        # R_mm                   (specialised unit m on its teacher unit m)
+    "R_off",         # R_mn, m != n           (specialised unit on another teacher unit)
+    "Q_extra",       # Q_ee                   (norm² of an extra unit)
+    "Q_extra_cross", # Q_ee', e != e'         (between extra units; = Q_extra when they coincide)
+    "Q_extra_spec",  # Q_em                   (extra unit with a specialised unit)
+    "R_extra",       # R_en                   (extra unit on any teacher unit)
+)
+
+
+def _ansatz_classes(M, L, coincident):
+    """Class index (into ANSATZ_PARAMETERS) of every entry of Q (K,K) and R (K,M)."""
+    K = M + L
+    labQ = np.empty((K, K), dtype=int)
+    labR = np.empty((K, M), dtype=int)
+    for i in range(K):
+        for j in range(K):
+            if i < M and j < M:
+                labQ[i, j] = 0 if i == j else 1
+            elif i >= M and j >= M:
+                labQ[i, j] = 4 if (i == j or coincident) else 5
+            else:
+                labQ[i, j] = 6
+        for n in range(M):
+            labR[i, n] = (2 if i == n else 3) if i < M else 7
+    return labQ, labR
+
+
+def erf_symmetric_fixed_point(
+    M: int,
+    L: int,
+    eta: float,
+    sigma: float,
+    *,
+    coincident_extras: bool = True,
+    guess: dict | None = None,
+    tol: float = 1e-13,
+    max_iter: int = 50,
+    soft_tol: float | None = None,
+    soft_rtol: float = 1e-3,
+    raise_on_failure: bool = True,
+) -> FixedPoint:
+    r"""Exact erf fixed point, first layer only, under the symmetric ansatz.
+
+    Set-up: g = erf(x/√2), K = M + L student units, v = v* = 1, T = I (exactly), learning rate
+    η, label noise σ, second layer frozen. Ansatz: student unit m < M is specialised on teacher
+    unit m and all M specialised units are equivalent; the L extra units are equivalent and treat
+    all teacher and specialised units alike. The overlaps then take at most eight distinct
+    values (:data:`ANSATZ_PARAMETERS`):
+
+    .. math::
+
+        Q = \begin{pmatrix} (q_s - c_s) I + c_s \mathbf 1\mathbf 1^\top & d\,\mathbf 1\mathbf 1^\top\\
+                            d\,\mathbf 1\mathbf 1^\top & (q_e - c_e) I + c_e \mathbf 1\mathbf 1^\top
+            \end{pmatrix},\quad
+        R = \begin{pmatrix} (r - r_o) I + r_o \mathbf 1\mathbf 1^\top \\ r_e \mathbf 1\mathbf 1^\top
+            \end{pmatrix}
+
+    (q_s = Q_spec, c_s = Q_spec_cross, r = R_diag, r_o = R_off, q_e = Q_extra,
+    c_e = Q_extra_cross, d = Q_extra_spec, r_e = R_extra). This set is invariant under the ODEs
+    (it is the set of states symmetric under simultaneous permutations of teacher units with their
+    specialised students and of the extra units), so on it the full drift of
+    :class:`tsode.ode.Drift` is itself of ansatz form; the reduced drift of each parameter is the
+    average of the full drift over the entries of its class, and the reduced equations are solved
+    by damped Newton. With ``coincident_extras=True`` (default) the extra units are moreover
+    identical vectors, Q_extra_cross = Q_extra: the invariant set on which the fixed point lies
+    that the paper's values refer to (for L >= 2 it is unstable in the full equations through
+    extra units pairing with opposite signs: see :func:`slow_mode_scan`).
+
+    Parameters
+    ----------
+    M : teacher units (>= 1). L : extra student units (>= 0). eta : > 0. sigma : >= 0.
+    coincident_extras : tie Q_extra_cross to Q_extra (only matters for L >= 2).
+    guess : optional starting values for some parameters (name -> value); defaults are the
+        small-η picture Q_spec = R_diag = 1, Q_extra = ησ²/(2L), everything else 0.
+    tol : convergence of the reduced Newton iteration (max|reduced drift|); the returned
+        ``residual`` is max|drift| of the *full* packed system at the full state.
+    soft_tol, soft_rtol, raise_on_failure : as in :func:`fixed_point`.
+
+    Returns
+    -------
+    FixedPoint of the full K×M system, with ``parameters`` the distinct overlaps and the
+    eigenvalues of the full Jacobian (stability in the full equations, not only on the ansatz).
+    """
+    M = _check_int(M, "M", 1)
+    L = _check_int(L, "L", 0)
+    eta = _check_number(eta, "eta", strict=True)
+    sigma = _check_number(sigma, "sigma")
+    tol = _check_number(tol, "tol", strict=True)
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    K = M + L
+    setup = Setup(activation="erf", eta=eta, eta_v=0.0, sigma=sigma)
+    labQ, labR = _ansatz_classes(M, L, bool(coincident_extras))
+    used = np.unique(np.concatenate([labQ.ravel(), labR.ravel()]))
+    names = [ANSATZ_PARAMETERS[c] for c in used]
+    T = np.eye(M)
+    f = Drift(K, M, setup, T, np.ones(M), np.ones(K))
+    red = _Reduction(f, labQ, labR)
+
+    start = {"Q_spec": 1.0, "R_diag": 1.0, "Q_extra": eta * sigma**2 / (2 * max(L, 1))}
+    start["Q_extra_cross"] = start["Q_extra"]
+    if guess is not None:
+        unknown = set(guess) - set(ANSATZ_PARAMETERS)
+        if unknown:
+            raise ValueError(
+                f"unknown ansatz parameters {sorted(unknown)}; allowed: {ANSATZ_PARAMETERS}"
+            )
+        start.update({k: float(x) for k, x in guess.items()})
+    p0 = np.array([start.get(n, 0.0) for n in names])
+    p, res, n_iter, message, ok = red.solve(p0, tol=tol, max_iter=max_iter)
+    if not ok and raise_on_failure:
+        raise FixedPointError(
+            f"erf_symmetric_fixed_point (M={M}, L={L}, eta={eta}, sigma={sigma}): {message}"
+        )
+    Q, R, _ = red.full(p)
+    y = f.pack(Q, R, np.ones(K))
+    full_res = float(np.abs(f(0.0, y)).max())
+    params = dict(zip(names, map(float, p)))
+    if coincident_extras and L >= 2:
+        params["Q_extra_cross"] = params["Q_extra"]
+    guess_state = OrderParameters(Q=Q, R=R, T=T, v=np.ones(K), v_star=np.ones(M))
+    return _result(
+        f, y, guess_state, setup, full_res, ok, "symmetric ansatz: " + message, n_iter,
+        soft_tol, soft_rtol, 1e-7, parameters=params,
+    )
+
+
+def denoising_fixed_point(
+    K: int,
+    M: int,
+    eta: float,
+    eta_v: float,
+    sigma: float,
+    *,
+    v_star="ones",
+    **fixed_point_kwargs,
+) -> FixedPoint:
+    """erf, both layers trained: the *denoising* fixed point.
+
+    Student unit k copies teacher unit k mod M (the copies are identical vectors) and the copies
+    of teacher unit m share its output weight, Σ_copies v_k ≈ v*_m. Solved by :func:`fixed_point`
+    on the full K×M system (second layer included) started from
+    ``initial_state(K, M, kind="denoise")``; the copies stay identical because that set is
+    invariant. For M=2, η=η_v=0.1, σ=0.1 the errors are ≈ 1.886e-4, 9.31e-5, 6.18e-5, 3.69e-5
+    for K = 2, 4, 6, 10 (≈ (M/K) ε_g*(K=M)).
+
+    Parameters
+    ----------
+    K >= M >= 1, eta > 0, eta_v > 0, sigma >= 0; v_star as in :func:`tsode.initial_state`;
+    other keyword arguments go to :func:`fixed_point`.
+    """
+    K = _check_int(K, "K", 1)
+    M = _check_int(M, "M", 1)
+    if K < M:
+        raise ValueError(f"a denoising fixed point needs K >= M, got K={K}, M={M}")
+    eta_v = _check_number(eta_v, "eta_v", strict=True)
+    setup = Setup(activation="erf", eta=eta, eta_v=eta_v, sigma=sigma)
+    state0 = _initial_state(K, M, v_star)
+    return fixed_point(state0, setup, **fixed_point_kwargs)
+
+
+def _initial_state(K, M, v_star):
+    from .order_parameters import initial_state
+
+    return initial_state(K, M, kind="denoise", v_star=v_star)
+
+
+# ---------------------------------------------------------------------------------------------
+# describe: the vocabulary of chapter 4
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Description:
+    r"""What a (fixed-point) state looks like, unit by unit.
+
+    Attributes
+    ----------
+    cos : (K, M) normalised student-teacher overlaps :math:`R_{kn}/\sqrt{Q_{kk}T_{nn}}`.
+    student_cos : (K, K) normalised student-student overlaps :math:`Q_{kl}/\sqrt{Q_{kk}Q_{ll}}`.
+    norm2 : (K,) :math:`Q_{kk}`; norm_ratio : (K,) :math:`\sqrt{Q_{kk}/T_{nn}}` for the teacher
+        unit n that k is closest to (``nan`` for dead units).
+    v, v_star : second-layer weights.
+    roles : per student unit, one of
+        "specialised" (aligned, cos >= align_tol, the only live student on its teacher unit),
+        "copy" (aligned with a teacher unit that has several aligned students, full norm),
+        "split" (the same with a partial norm: the teacher direction is shared with partial
+        norms, as positive homogeneity allows for ReLU),
+        "anti-aligned" (cos <= -align_tol), "unspecialised" (no |cos| >= align_tol),
+        "dead" (Q_kk < dead_tol · mean T_nn), "silent" (|v_k| < dead_tol · mean|v*|, alive).
+    teacher_of : per student unit, the teacher unit it is closest to (largest |cos|) or None
+        for dead units.
+    aligned : teacher unit n -> students aligned with it (cos >= align_tol, alive, not silent).
+    shared_v : teacher unit n -> Σ_k v_k over ``aligned[n]`` (copies share v*_n: ≈ v*_n).
+    shared_v_norm : teacher unit n -> Σ_k v_k √(Q_kk/T_nn) over ``aligned[n]`` (≈ v*_n for
+        split ReLU units, by positive homogeneity).
+    anti_aligned_pairs : student pairs (k, l) with student_cos <= -align_tol (both alive).
+    """
+
+    cos: np.ndarray
+    student_cos: np.ndarray
+    norm2: np.ndarray
+    norm_ratio: np.ndarray
+    v: np.ndarray
+    v_star: np.ndarray
+    roles: tuple
+    teacher_of: tuple
+    aligned: dict
+    shared_v: dict
+    shared_v_norm: dict
+    anti_aligned_pairs: tuple
+    thresholds: dict
+
+    def units(self, role: str) -> tuple:
+        """Student units with the given role."""
+        return tuple(k for k, r in enumerate(self.roles) if r == role)
+
+    @property
+    def dead(self) -> tuple:
+        return self.units("dead")
+
+    @property
+    def copies(self) -> dict:
+        """Teacher unit -> its student copies (only teacher units with >= 2 copies)."""
+        out = {}
+        for k in self.units("copy"):
+            out.setdefault(self.teacher_of[k], []).append(k)
+        return {n: tuple(ks) for n, ks in out.items()}
+
+    @property
+    def split(self) -> dict:
+        """Teacher unit -> students sharing its direction with partial norms."""
+        out = {}
+        for k in self.units("split"):
+            out.setdefault(self.teacher_of[k], []).append(k)
+        return {n: tuple(ks) for n, ks in out.items()}
+
+    def summary(self) -> str:
+        counts = {r: len(self.units(r)) for r in dict.fromkeys(self.roles)}
+        parts = [f"{n} {r}" for r, n in counts.items()]
+        if self.anti_aligned_pairs:
+            parts.append(f"{len(self.anti_aligned_pairs)} anti-aligned pair(s)")
+        return ", ".join(parts)
+
+    def __str__(self):
+        lines = [f"K={len(self.roles)} students, M={len(self.v_star)} teachers: {self.summary()}"]
+        for k, role in enumerate(self.roles):
+            n = self.teacher_of[k]
+            near = "" if n is None else f", teacher {n} (cos {self.cos[k, n]:+.4f})"
+            lines.append(
+                f"  student {k}: {role:<13s} Q_kk={self.norm2[k]:.4g}, v={self.v[k]:+.4g}{near}"
+            )
+        for n, ks in self.aligned.items():
+            if len(ks) > 1:
+                lines.append(
+                    f"  teacher {n} (v*={self.v_star[n]:+.4g}) shared by students {list(ks)}: "
+                    f"sum v = {self.shared_v[n]:+.4g}, sum v*norm ratio = "
+                    f"{self.shared_v_norm[n]:+.4g}"
+                )
+        for k, l in self.anti_aligned_pairs:
+            lines.append(f"  students {k} and {l} anti-aligned (cos {self.student_cos[k, l]:+.4f})")
+        return "\n".join(lines)
+
+
+def describe(
+    state,
+    *,
+    align_tol: float = 0.99,
+    dead_tol: float = 1e-2,
+    norm_tol: float = 0.1,
+) -> Description:
+    r"""Classify the student units of ``state`` (an OrderParameters, FixedPoint or Trajectory).
+
+    Parameters
+    ----------
+    align_tol : |cos| >= align_tol counts as aligned (0 < align_tol < 1).
+    dead_tol : a unit is "dead" if Q_kk < dead_tol · mean_n T_nn and "silent" if
+        |v_k| < dead_tol · mean|v*| (while alive).
+    norm_tol : a unit aligned with a shared teacher unit is a "copy" if
+        |√(Q_kk/T_nn) − 1| <= norm_tol, else "split".
+
+    Returns
+    -------
+    Description (print it for a table).
+    """
+    if isinstance(state, FixedPoint):
+        state = state.state
+    if isinstance(state, Trajectory):
+        state = state.final
+    if not isinstance(state, OrderParameters):
+        raise TypeError(
+            f"state must be an OrderParameters, FixedPoint or Trajectory, got {type(state).__name__}"
+        )
+    align_tol = _check_number(align_tol, "align_tol", strict=True, upper=1.0)
+    dead_tol = _check_number(dead_tol, "dead_tol")
+    norm_tol = _check_number(norm_tol, "norm_tol")
+    Q, R, T = np.asarray(state.Q), np.asarray(state.R), np.asarray(state.T)
+    v, vs = np.asarray(state.v), np.asarray(state.v_star)
+    K, M = state.K, state.M
+    qd, td = np.diag(Q), np.diag(T)
+    sq = np.sqrt(np.maximum(qd, 1e-300))
+    cos = R / np.outer(sq, np.sqrt(td))
+    scos = Q / np.outer(sq, sq)
+    dead = qd < dead_tol * td.mean()
+    silent = ~dead & (np.abs(v) < dead_tol * np.abs(vs).mean())
+    nearest = np.argmax(np.abs(cos), axis=1)
+    c_near = cos[np.arange(K), nearest]
+    ratio = np.where(dead, np.nan, np.sqrt(qd / td[nearest]))
+    aligned = {n: tuple(int(k) for k in np.flatnonzero((nearest == n) & (c_near >= align_tol)
+                                                       & ~dead & ~silent)) for n in range(M)}
+    roles = []
+    for k in range(K):
+        n = nearest[k]
+        if dead[k]:
+            roles.append("dead")
+        elif silent[k]:
+            roles.append("silent")
+        elif c_near[k] >= align_tol:
+            if len(aligned[n]) == 1:
+                roles.append("specialised")
+            else:
+                roles.append("copy" if abs(ratio[k] - 1) <= norm_tol else "split")
+        elif c_near[k] <= -align_tol:
+            roles.append("anti-aligned")
+        else:
+            roles.append("unspecialised")
+    pairs = tuple((k, l) for k in range(K) for l in range(k + 1, K)
+                  if not dead[k] and not dead[l] and scos[k, l] <= -align_tol)
+    return Description(
+        cos=cos, student_cos=scos, norm2=qd.copy(), norm_ratio=ratio, v=v.copy(),
+        v_star=vs.copy(), roles=tuple(roles),
+        teacher_of=tuple(None if dead[k] else int(nearest[k]) for k in range(K)),
+        aligned={n: ks for n, ks in aligned.items() if ks},
+        shared_v={n: float(v[list(ks)].sum()) for n, ks in aligned.items() if ks},
+        shared_v_norm={n: float((v[list(ks)] * ratio[list(ks)]).sum())
+                       for n, ks in aligned.items() if ks},
+        anti_aligned_pairs=pairs,
+        thresholds=dict(align_tol=align_tol, dead_tol=dead_tol, norm_tol=norm_tol),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# slow modes
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class SlowModeScan:
+    r"""ε_g and the local dynamics at several times α of one long integration.
+
+    Attributes
+    ----------
+    alpha : (P,) scan times.
+    eg : (P,) generalisation error.
+    local_exponent : (P,) :math:`d\ln\epsilon_g/d\ln\alpha = \alpha\,(\nabla\epsilon_g\cdot F)/
+        \epsilon_g`, the instantaneous power-law exponent (≈ 0 once settled, ≈ −1/2 for the
+        linear both-layer decay).
+    drift_norm : (P,) max|F| of the packed drift.
+    leading_eigenvalues : (P, n_modes) complex, the Jacobian eigenvalues with the largest real
+        parts at each scan time (near-zero or positive: slow/unstable directions), or empty.
+    n_anti_aligned : (P,) number of anti-aligned student pairs (:func:`describe`).
+    trajectory : the integration.
+    """
+
+    alpha: np.ndarray
+    eg: np.ndarray
+    local_exponent: np.ndarray
+    drift_norm: np.ndarray
+    leading_eigenvalues: np.ndarray
+    n_anti_aligned: np.ndarray
+    trajectory: Trajectory
+
+    def settled_alpha(self, max_exponent: float = 0.01):
+        """The first scan time from which |local_exponent| <= max_exponent at every later scan
+        time (ε_g then changes by less than a factor 10^max_exponent per decade), or None."""
+        ok = np.abs(self.local_exponent) <= max_exponent
+        for i in range(len(ok)):
+            if ok[i:].all():
+                return float(self.alpha[i])
+        return None
+
+    def __str__(self):
+        lines = ["     alpha          eg   d ln eg/d ln alpha   max|drift|   largest Re λ   "
+                 "anti-aligned pairs"]
+        for i, a in enumerate(self.alpha):
+            lead = (f"{self.leading_eigenvalues[i, 0].real:+.3e}"
+                    if self.leading_eigenvalues.size else "-")
+            lines.append(f"{a:10.3g}  {self.eg[i]:10.4e}   {self.local_exponent[i]:+10.4f}"
+                         f"          {self.drift_norm[i]:9.3e}    {lead:>11s}    "
+                         f"{self.n_anti_aligned[i]}")
+        return "\n".join(lines)
+
+
+def slow_mode_scan(
+    state0: OrderParameters,
+    setup: Setup,
+    alphas=(1e3, 1e4, 1e5, 1e6),
+    *,
+    n_modes: int = 3,
+    spectrum: bool = True,
+    rtol: float = 1e-10,
+    atol: float = 1e-14,
+) -> SlowModeScan:
+    r"""Integrate from ``state0`` and characterise the dynamics at the times ``alphas``.
+
+    Use it to decide at which α a "final" error is read: e.g. erf, first layer only, L >= 2 from
+    random initialisation, where ε_g keeps drifting below the symmetric-ansatz value while
+    extra units pair up with opposite signs; or linear networks with both layers trained, which
+    have no finite fixed point (ε_g ∝ α^(-1/2), :func:`fit_power_law`).
+
+    Parameters
+    ----------
+    state0, setup : as for :func:`tsode.integrate`.
+    alphas : increasing scan times > 0.
+    n_modes : number of leading Jacobian eigenvalues kept per scan time.
+    spectrum : compute the Jacobian spectra (one batched finite-difference Jacobian per time).
+    rtol, atol : integration tolerances (tight: the drifts studied here are slow).
+    """
+    state0 = _check_state_setup(state0, setup)
+    alphas = np.asarray(alphas, dtype=float)
+    if alphas.ndim != 1 or alphas.size < 1 or np.any(alphas <= 0) or np.any(np.diff(alphas) <= 0):
+        raise ValueError(f"alphas must be a non-empty increasing sequence of times > 0, got {alphas}")
+    n_modes = _check_int(n_modes, "n_modes", 1)
+    traj = integrate(state0, setup, alphas[-1], alphas=alphas, rtol=rtol, atol=atol)
+    f = _drift_of(state0, setup)
+    Y = f.pack(traj.Q, traj.R, traj.v)
+    Fy = f(0.0, Y)
+    eg = f.eg(Y)
+    # directional derivative of eg along the drift, central differences
+    h = 1e-6 * np.abs(Y).max(axis=1) / np.maximum(np.abs(Fy).max(axis=1), 1e-300)
+    deg = (f.eg(Y + h[:, None] * Fy) - f.eg(Y - h[:, None] * Fy)) / (2 * h)
+    lead = np.empty((len(alphas), n_modes if spectrum else 0), dtype=complex)
+    if spectrum:
+        for i, y in enumerate(Y):
+            lead[i] = _spectrum(f.jacobian(0.0, y))[:n_modes]
+    n_anti = np.array([len(describe(traj.state(i)).anti_aligned_pairs)
+                       for i in range(len(alphas))])
+    return SlowModeScan(
+        alpha=np.asarray(traj.alpha), eg=eg, local_exponent=alphas * deg / eg,
+        drift_norm=np.abs(Fy).max(axis=1), leading_eigenvalues=lead, n_anti_aligned=n_anti,
+        trajectory=traj,
+    )
+
+
+def fit_power_law(alpha, eg, *, alpha_min: float | None = None):
+    r"""Least-squares fit of :math:`\epsilon_g = c\,\alpha^{p}` in log-log coordinates.
+
+    Parameters
+    ----------
+    alpha, eg : (P,) positive arrays (e.g. ``traj.alpha``, ``traj.eg``).
+    alpha_min : only points with alpha >= alpha_min enter the fit.
+
+    Returns
+    -------
+    (p, c) : exponent and prefactor.
+    """
+    alpha, eg = np.asarray(alpha, dtype=float), np.asarray(eg, dtype=float)
+    if alpha.shape != eg.shape or alpha.ndim != 1:
+        raise ValueError(f"alpha and eg must be 1-D arrays of equal length, got {alpha.shape}, "
+                         f"{eg.shape}")
+    keep = alpha >= (alpha_min if alpha_min is not None else -np.inf)
+    if np.count_nonzero(keep) < 2:
+        raise ValueError(f"need at least 2 points with alpha >= alpha_min={alpha_min} to fit")
+    if np.any(alpha[keep] <= 0) or np.any(eg[keep] <= 0):
+        raise ValueError("alpha and eg must be > 0 where fitted (log-log fit)")
+    p, logc = np.polyfit(np.log(alpha[keep]), np.log(eg[keep]), 1)
+    return float(p), float(np.exp(logc))
