@@ -207,6 +207,53 @@ def pivoted_cholesky(G, A, L, perm, rtol):
 
 
 @njit(cache=True, nogil=True)
+def cholesky(G, L, rtol):
+    """Plain Cholesky factor G = L L^T (L lower triangular, written into L (n, n)).
+
+    Returns False (leaving L partly written) as soon as a pivot is ``<= rtol * max(diag G)``:
+    the caller then falls back to :func:`pivoted_cholesky`.
+    """
+    n = G.shape[0]
+    scale = 0.0
+    for i in range(n):
+        if G[i, i] > scale:
+            scale = G[i, i]
+    tol = rtol * scale
+    for j in range(n):
+        d = G[j, j]
+        for c in range(j):
+            d -= L[j, c] * L[j, c]
+        if not d > tol:
+            return False
+        ljj = math.sqrt(d)
+        L[j, j] = ljj
+        inv = 1.0 / ljj
+        for i in range(j + 1, n):
+            t = G[i, j]
+            for c in range(j):
+                t -= L[i, c] * L[j, c]
+            L[i, j] = t * inv
+    return True
+
+
+@njit(cache=True, nogil=True)
+def factor(G, A, L, perm, rtol, N):
+    """Factor G for sampling: returns the rank r (<= N) with G[π, π] ≈ L[:, :r] L[:, :r]^T.
+
+    Plain Cholesky when it succeeds (the usual full-rank case, π = identity), else the
+    rank-revealing :func:`pivoted_cholesky`; the rank is capped at N (a Gram matrix of N-dim
+    vectors has rank <= N; the largest pivots are kept).
+    """
+    n = G.shape[0]
+    if n <= N and cholesky(G, L, rtol):
+        for i in range(n):
+            perm[i] = i
+        return n
+    r = pivoted_cholesky(G, A, L, perm, rtol)
+    return min(r, N)
+
+
+@njit(cache=True, nogil=True)
 def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c):
     """Apply one SGD step to the Gram matrix G (n, n) and v (K,) in place.
 
@@ -249,7 +296,7 @@ def reduced_advance(
 ):
     """Run ``n_steps`` steps of the exact Markov chain on (G, v) in place.
 
-    Per step: r = rank of G (pivoted Cholesky, capped at N), z ~ N(0, I_r), u = L z (permuted
+    Per step: r = rank of G (:func:`factor`, capped at N), z ~ N(0, I_r), u = L z (permuted
     back), s = ‖z‖² + χ²(N − r) (the χ² term is left out when ``with_chi2`` is False — a
     deliberately *wrong* chain, used only to check that the statistical tests have power),
     then :func:`reduced_update`. Scratch: A, L (n, n), perm (n,) int64, z, u (n,), c (K,).
@@ -259,9 +306,7 @@ def reduced_advance(
     """
     n = G.shape[0]
     for step in range(n_steps):
-        r = pivoted_cholesky(G, A, L, perm, rank_rtol)
-        if r > N:
-            r = N
+        r = factor(G, A, L, perm, rank_rtol, N)
         zz = 0.0
         for j in range(r):
             z[j] = rng.standard_normal()
