@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def record_steps(N: int, alpha_max: float, alphas=None) -> np.ndarray:
     alpha_max, grid = _check_alphas(alpha_max, alphas)
     steps = np.rint(np.asarray(grid) * N).astype(np.int64)
     if alphas is None:
-        steps = np.unique(np.concatenate([steps, [int(round(alpha_max * N))]]))
+        steps = np.unique(steps)
     elif np.any(np.diff(steps) <= 0):
         i = int(np.argmax(np.diff(steps) <= 0))
         raise ValueError(
@@ -220,7 +220,7 @@ def simulate(
     alphas : 1-D array, optional
         Output times in [0, alpha_max], rounded to integer step counts round(α N) (they must stay
         distinct). Default: ``tsode.ode.default_alphas(alpha_max)`` (0 and 200 log-spaced times)
-        rounded to step counts, duplicates removed, plus alpha_max.
+        rounded to step counts, duplicates removed. The runs stop at the last output time.
     progress : bool or None
         tqdm progress bar (in run-steps). None: only when stderr is a terminal, and only once a
         run has lasted 2 s — so silent in tests, CI logs and notebooks executed by papermill.
@@ -231,7 +231,7 @@ def simulate(
         Full engine only: if > 0, also estimate ε_g on a fixed test set of that many Gaussian
         inputs (shared by all runs) at every output time; returned as ``info["eg_test"]``
         (same shape as ``eg``). A cross-check of the closed forms; costs O(test_set (K+M) N) per
-        output time.
+        output time. (Arrays in ``info`` are not restored by ``Trajectory.from_npz``.)
     max_norm : float
         A run diverges when Δ = φ − y becomes non-finite, or (reduced engine, every step; full
         engine, at output times) a diagonal entry of Q or an entry of v exceeds max_norm.
@@ -346,7 +346,7 @@ def simulate(
             if n_steps:
                 completed = run.advance(n_steps)
                 if completed < n_steps:
-                    raise _diverged(i, done + completed + 1, N, setup)
+                    raise _diverged(i, done + completed + 1, N, setup, "at")
                 done += n_steps
                 if bar is not None:
                     with lock:
@@ -355,7 +355,7 @@ def simulate(
                 Q, R, v = run.observe()
                 if not (np.all(np.isfinite(Q)) and np.all(np.isfinite(v))
                         and np.abs(np.diag(Q)).max() <= max_norm and np.abs(v).max() <= max_norm):
-                    raise _diverged(i, done, N, setup)
+                    raise _diverged(i, done, N, setup, "before")
                 Qs[i, t], Rs[i, t], vs[i, t] = Q, R, v
                 if eg_test is not None:
                     eg_test[i, t] = run.test_error(X_test, act.g)
@@ -368,9 +368,10 @@ def simulate(
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(one_run, i) for i in range(n_runs)]
                 try:
+                    wait(futures, return_when=FIRST_EXCEPTION)
                     for f in futures:
                         f.result()
-                except BaseException:
+                except BaseException:  # a divergence, or KeyboardInterrupt: stop the others
                     stop.set()
                     raise
     finally:
@@ -400,9 +401,9 @@ def simulate(
     )
 
 
-def _diverged(run: int, step: int, N: int, setup: Setup) -> DivergenceError:
+def _diverged(run: int, step: int, N: int, setup: Setup, when: str) -> DivergenceError:
     return DivergenceError(
-        f"run {run} diverged at alpha = {step / N:.6g} (step {step}): the weights blew up; the "
+        f"run {run} diverged {when} alpha = {step / N:.6g} (step {step}): the weights blew up; the "
         f"learning rate eta = {setup.eta:g} (eta_v = {setup.eta_v:g}) is probably too large for "
         "this network"
     )
