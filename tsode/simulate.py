@@ -107,6 +107,13 @@ def _streams(seed: int, run: int):
     )
 
 
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _auto_progress(progress) -> bool:
     if progress is None:  # interactive terminals only: silent in pytest, papermill, CI logs
         try:
@@ -271,7 +278,10 @@ def simulate(
     test_set = _integer(test_set, "test_set", 0)
     if test_set and engine != "full":
         raise ValueError("test_set > 0 needs engine='full' (the reduced engine has no weights)")
-    workers = min(n_runs, os.cpu_count() or 1) if workers is None else _integer(workers, "workers", 1)
+    if workers is None:
+        workers = min(n_runs, _available_cpus())
+    else:
+        workers = _integer(workers, "workers", 1)
     if not (max_norm > 0):
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     if setup.weight_decay >= N:
@@ -324,7 +334,7 @@ def simulate(
 
     bar = None
     if _auto_progress(progress):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(
             total=total * n_runs, unit="step", unit_scale=True, delay=0 if progress else 2.0,
