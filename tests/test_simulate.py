@@ -10,6 +10,7 @@ import copy
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.stats import ks_2samp
 
 import tsode
@@ -296,6 +297,27 @@ def test_reduced_engine_converges_to_the_ode_like_one_over_sqrt_n():
     slope = np.polyfit(np.log(Ns), np.log(dev), 1)[0]
     assert -0.7 <= slope <= -0.3, (slope, dev)
     assert np.all(np.diff(dev) < 0)
+
+
+@pytest.mark.parametrize("act, eta", [("erf", 1.0), ("relu", 0.5)])
+def test_noise_second_layer_and_weight_decay_follow_the_ode_conventions(act, eta):
+    # at N = 1e4 the mean over runs must match the ODE (bias O(1/N) << standard error): checks
+    # that sigma, eta_v and kappa mean the same thing in the simulator and in the ODE
+    runs = 24
+    state0 = tsode.initial_state(2, 2, "random", N=10_000, seed=2, v="normal")
+    setup = tsode.Setup(act, eta=eta, eta_v=0.5, sigma=0.3, weight_decay=0.05)
+    alphas = np.array([0.5, 1.5, 3.0])
+    ode = tsode.integrate(state0, setup, 3, alphas=alphas)
+    sim = tsode.simulate(state0, setup, N=10_000, alpha_max=3, alphas=alphas, engine="reduced",
+                         n_runs=runs, seed=1)
+    iu = np.triu_indices(2)
+    pairs = [(sim.eg, ode.eg), (sim.Q[..., iu[0], iu[1]], ode.Q[..., iu[0], iu[1]]),
+             (sim.R, ode.R), (sim.v, ode.v)]
+    tstat = np.concatenate([
+        np.ravel((a.mean(0) - b) / (a.std(0, ddof=1) / np.sqrt(runs))) for a, b in pairs
+    ])
+    crit = stats.t.ppf(1 - 0.005 / tstat.size, df=runs - 1)  # Bonferroni, 1 % two-sided
+    assert np.abs(tstat).max() < crit, (np.abs(tstat).max(), crit)
 
 
 # ---------------------------------------------------------------------------------------------
