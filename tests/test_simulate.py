@@ -70,7 +70,9 @@ def test_one_step_of_both_engines_equals_explicit_sgd(name, eta_v, sigma, decay)
     G = B @ B.T / N
     u = B @ x / np.sqrt(N)
     v2 = v.copy()
-    kern.reduced_update(G, v2, vs, u, x @ x, zeta, K, N, code, eta, eta_v, sigma, decay, np.empty(K))
+    kern.reduced_update(
+        G, v2, vs, u, x @ x, zeta, K, N, code, eta, eta_v, sigma, decay, np.empty(K)
+    )
     B_new = np.vstack([W_new, Ws])
     np.testing.assert_allclose(G, B_new @ B_new.T / N, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(v2, v_new, rtol=1e-12, atol=1e-13)

@@ -57,7 +57,7 @@ def g_scalar(code, x):
 
 @njit(cache=True, nogil=True, inline="always")
 def dg_scalar(code, x):
-    """g'(x) for activation ``code`` (erf: √(2/π) exp(−x²/2); relu: θ(x) with θ(0) = 0; linear: 1)."""
+    """g'(x) for activation ``code``: √(2/π) exp(−x²/2), θ(x) with θ(0) = 0, or 1."""
     if code == 0:
         return _SQRT_2_OVER_PI * math.exp(-0.5 * x * x)
     if code == 1:

@@ -151,11 +151,11 @@ class _FullRun:
         N = self.N
         return self.W @ self.W.T / N, self.W @ self.Ws.T / N, self.v.copy()
 
-    def test_error(self, X, code_g):
+    def test_error(self, X, g):
         """½ mean over the rows of X of (φ − φ*)² (noiseless teacher)."""
         sq = 1.0 / math.sqrt(self.N)
-        phi = code_g(X @ self.W.T * sq) @ self.v
-        phi_star = code_g(X @ self.Ws.T * sq) @ self.vs
+        phi = g(X @ self.W.T * sq) @ self.v
+        phi_star = g(X @ self.Ws.T * sq) @ self.vs
         return 0.5 * float(np.mean((phi - phi_star) ** 2))
 
 
