@@ -141,6 +141,11 @@ def _newton(F, jac, y0, *, tol, max_iter, admissible=lambda y: True):
     ok) where ok means max|F(y)| <= tol.
     """
     y = np.array(y0, dtype=float)
+    if not admissible(y):
+        return y, np.inf, 0, (
+            "the starting point is not admissible (its overlaps are not a Gram matrix, i.e. "
+            "[[Q, R], [R^T, T]] is not positive semi-definite)"
+        ), False
     Fy = F(y)
     if not np.all(np.isfinite(Fy)):
         return y, np.inf, 0, "the drift is not finite at the starting point", False
@@ -284,7 +289,8 @@ class FixedPoint:
         (``tsode.ode.Drift``), sorted by decreasing real part (least stable first).
     converged : max|drift| <= tol was reached.
     residual : max|drift| (packed) at ``state``.
-    soft_tol : threshold below which |Re λ| counts as a soft mode.
+    soft_tol : threshold below which |Re λ| counts as a soft mode (see also ``zero_tol``,
+        ``n_unstable``, ``stable``).
     message : what the solver did (reason of failure included).
     n_iter : Newton steps taken.
     parameters : for ansatz solutions, the distinct overlaps (name -> value).
@@ -304,8 +310,15 @@ class FixedPoint:
     trajectory: Trajectory | None = None
 
     @property
+    def zero_tol(self) -> float:
+        """|Re λ| below this is indistinguishable from 0 (finite-difference Jacobian accuracy):
+        1e-8 · max|Re λ|."""
+        return 1e-8 * float(np.abs(self.eigenvalues.real).max()) if self.eigenvalues.size else 0.0
+
+    @property
     def soft_modes(self) -> np.ndarray:
-        """Eigenvalues with |Re λ| < soft_tol (near-zero modes: slow or marginal directions)."""
+        """Eigenvalues with |Re λ| < soft_tol (near-zero modes: slow, marginal or slowly
+        unstable directions)."""
         return self.eigenvalues[np.abs(self.eigenvalues.real) < self.soft_tol]
 
     @property
@@ -314,8 +327,8 @@ class FixedPoint:
 
     @property
     def n_unstable(self) -> int:
-        """Number of eigenvalues with Re λ >= soft_tol (clearly unstable directions)."""
-        return int(np.sum(self.eigenvalues.real >= self.soft_tol))
+        """Number of eigenvalues with Re λ > zero_tol (unstable directions, however slow)."""
+        return int(np.sum(self.eigenvalues.real > self.zero_tol))
 
     @property
     def max_real(self) -> float:
@@ -324,17 +337,18 @@ class FixedPoint:
 
     @property
     def stable(self) -> bool:
-        """Converged and every eigenvalue has Re λ <= -soft_tol (no soft modes)."""
-        return bool(self.converged and self.max_real <= -self.soft_tol)
+        """Converged and every eigenvalue has Re λ < -zero_tol (linearly stable; soft but
+        negative modes are allowed and listed in ``soft_modes``)."""
+        return bool(self.converged and self.max_real < -self.zero_tol)
 
     def __str__(self):
         status = "converged" if self.converged else "NOT converged"
         if self.stable:
             kind = "stable"
-        elif self.max_real > 0:
-            kind = f"unstable (largest Re λ = {self.max_real:.3g})"
+        elif self.n_unstable:
+            kind = f"unstable ({self.n_unstable} directions, largest Re λ = {self.max_real:.3g})"
         else:
-            kind = f"marginal ({self.n_soft} soft modes)"
+            kind = f"marginal ({self.n_soft} soft modes, largest Re λ = {self.max_real:.2g})"
         return (
             f"FixedPoint(K={self.state.K}, M={self.state.M}, {self.setup.activation}, "
             f"eg*={self.eg:.6g}, {status}, residual={self.residual:.2g}, {kind}, "
@@ -626,6 +640,11 @@ def erf_symmetric_fixed_point(
             )
         start.update({k: float(x) for k, x in guess.items()})
     p0 = np.array([start.get(n, 0.0) for n in names])
+    if not red.admissible(p0):
+        raise ValueError(
+            f"the starting overlaps {dict(zip(names, p0.tolist()))} are not a Gram matrix "
+            "([[Q, R], [R^T, T]] must be positive semi-definite); change `guess`"
+        )
     p, res, n_iter, message, ok = red.solve(p0, tol=tol, max_iter=max_iter)
     if not ok and raise_on_failure:
         raise FixedPointError(
