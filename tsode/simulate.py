@@ -14,7 +14,11 @@ state ``state0`` (Q, R, T, v, v*):
   :math:`u = Bx/\sqrt N \sim \mathcal N(0, G)` are drawn as :math:`u = Lz`, :math:`G = LL^\top`,
   and :math:`\|x\|^2 = \|z\|^2 + \chi^2_{N - r}` (projection of x on the row space of B and its
   orthogonal complement), which is all the update of G needs. The law of the trajectory is that
-  of the full engine at every N; the cost per step is O((K+M)^3), independent of N.
+  of the full engine at every N; the cost per step is O((K+M)^3), independent of N. G is
+  factorised by Cholesky, or — when it is rank-deficient (zero weights, K + M > N) — by a
+  rank-revealing pivoted Cholesky with r = rank G <= N columns; directions of G with variance
+  below ``RANK_RTOL`` times its largest diagonal entry count as zero (their share of ‖x‖² is then
+  in the χ² term, so the law of ‖x‖² stays exactly χ²_N).
 
 The compiled step loops live in :mod:`tsode._sim_kernels`.
 """
