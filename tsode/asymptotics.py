@@ -34,17 +34,19 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .ode import Drift, integrate
-from .order_parameters import OrderParameters, Setup, generalisation_error
+from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
 from .trajectory import Trajectory
 
 __all__ = [
     "FixedPoint",
     "FixedPointError",
     "fixed_point",
+    "stability",
     "integrate_to_fixed_point",
     "linear_eg_star",
     "erf_eg_star_leading",
     "erf_symmetric_fixed_point",
+    "ANSATZ_PARAMETERS",
     "denoising_fixed_point",
     "Description",
     "describe",
@@ -422,6 +424,11 @@ def fixed_point(
     those units coincide (class-averaged drift, see the ``message``); the residual reported is
     still that of the full system and the eigenvalues those of the full Jacobian.
 
+    For erf the integrals are analytic across that boundary, so the spectrum there is
+    meaningful. For ReLU the drift is not differentiable where two units (or a unit and a teacher
+    unit) are parallel — copies and split units — and the finite-difference spectrum at such
+    points is only indicative.
+
     Parameters
     ----------
     guess : OrderParameters (or a Trajectory, whose final state is used).
@@ -693,14 +700,8 @@ def denoising_fixed_point(
         raise ValueError(f"a denoising fixed point needs K >= M, got K={K}, M={M}")
     eta_v = _check_number(eta_v, "eta_v", strict=True)
     setup = Setup(activation="erf", eta=eta, eta_v=eta_v, sigma=sigma)
-    state0 = _initial_state(K, M, v_star)
+    state0 = initial_state(K, M, kind="denoise", v_star=v_star)
     return fixed_point(state0, setup, **fixed_point_kwargs)
-
-
-def _initial_state(K, M, v_star):
-    from .order_parameters import initial_state
-
-    return initial_state(K, M, kind="denoise", v_star=v_star)
 
 
 # ---------------------------------------------------------------------------------------------
