@@ -48,8 +48,9 @@ ENGINES = ("full", "reduced")
 #: Eigenvalues / Cholesky pivots of G below this fraction of its largest diagonal count as zero.
 RANK_RTOL = 1e-13
 
-#: Longest stretch of steps a kernel call runs before control returns to Python (progress).
-_MAX_PIECE = 200_000
+#: Work (steps x cost per step, in flops) of one kernel call before control returns to Python
+#: (progress bar, stopping all runs when one diverges or on KeyboardInterrupt): ~0.1 s.
+_PIECE_WORK = 2e7
 
 
 def _integer(x, name, minimum) -> int:
@@ -325,13 +326,15 @@ def simulate(
     eg_test = np.empty((n_runs, T_out)) if test_set else None
 
     # segments: (steps to advance, output index to record afterwards or -1)
+    cost = (K + M) * N if engine == "full" else (K + M) ** 3
+    piece = max(1, int(_PIECE_WORK / cost))
     segments = []
     prev = 0
     for t, s in enumerate(steps):
         gap = int(s - prev)
-        while gap > _MAX_PIECE:
-            segments.append((_MAX_PIECE, -1))
-            gap -= _MAX_PIECE
+        while gap > piece:
+            segments.append((piece, -1))
+            gap -= piece
         segments.append((gap, t))
         prev = int(s)
     total = int(steps[-1])
