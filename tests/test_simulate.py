@@ -253,7 +253,8 @@ def test_the_agreement_test_detects_a_five_percent_error_in_the_learning_rate():
     state0 = _initial(case)
     kw = dict(N=N, alpha_max=ALPHAS[-1], alphas=ALPHAS, n_runs=RUNS)
     full = tsode.simulate(state0, tsode.Setup(act, eta=eta), engine="full", seed=1, **kw)
-    wrong = tsode.simulate(state0, tsode.Setup(act, eta=1.05 * eta), engine="reduced", seed=2, **kw)
+    wrong_setup = tsode.Setup(act, eta=1.05 * eta)
+    wrong = tsode.simulate(state0, wrong_setup, engine="reduced", seed=2, **kw)
     a, b = _observables(full), _observables(wrong)
     p = min(ks_2samp(a[:, t, j], b[:, t, j]).pvalue
             for t in range(a.shape[1]) for j in range(a.shape[2]))
