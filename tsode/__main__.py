@@ -1,0 +1,30 @@
+"""Command line: ``tsode book run|build|list ...`` (see :mod:`tsode.book`)."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: tsode <command> ...
+
+commands:
+  book run [--mode fast|full] [-p NAME VALUE] [CHAPTER ...]   execute chapter notebooks
+  book build                                                  build the HTML book
+  book list                                                   list the chapters
+"""
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    if argv[0] == "book":
+        from .book import main as book_main
+
+        return book_main(argv[1:])
+    print(f"tsode: unknown command {argv[0]!r}\n\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+r"""The experiments behind the book's figures, one function per figure.
+
+Every function takes ``mode`` (``"fast"`` or ``"full"``) and returns a :class:`Result` holding
+the data of one figure plus its key numbers. The mode is turned into settings here, in
+:data:`SETTINGS`, so that the chapter notebooks stay thin (one call, one figure, one checked
+number) and the regression tests (``tests/test_chapters.py``) can call the very same code in fast
+mode.
+
+* ``full`` — the settings of the committed notebooks (the whole book runs in a few minutes on a
+  2-core machine; CI re-executes it under nbval).
+* ``fast`` — fewer runs, shorter times and smaller N for the simulations; the ODE parts are cheap
+  and mostly identical to the full mode.
+
+Conventions are those of the package (DESIGN.md §2): ``erf`` means erf(x/√2), σ is the standard
+deviation of the label noise, ε_g is measured against the noiseless teacher, α = steps/N. Teachers
+are orthonormal (T = I exactly) and students start either "large" (entries N(0, 1), used for
+sigmoidal networks) or "small" (entries N(0, 10⁻⁶), used for ReLU and linear networks), sampled in
+N dimensions so that the ODE and the simulations start from the same macroscopic point.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from .ode import integrate
+from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
+
+__all__ = [
+    "MODES",
+    "SETTINGS",
+    "Result",
+    "settings",
+    "start",
+    "ode_vs_sgd",
+    "convergence",
+    "first_layer_curves",
+    "first_layer_final",
+    "collapse",
+    "slow_mode",
+    "both_layers_curves",
+    "both_layers_final",
+    "fixed_point_maps",
+    "spectra",
+    "linear_eg_star",
+    "erf_eg_star_leading",
+]
+
+MODES = ("fast", "full")
+
+
+class Result(SimpleNamespace):
+    """Data of one figure (attribute access); ``seconds`` is the wall time of the experiment."""
+
+    def __repr__(self):
+        keys = ", ".join(k for k in vars(self) if not k.startswith("_"))
+        return f"Result({keys})"
+
+
+#: mode -> settings, per experiment. Values common to both modes are given once.
+SETTINGS: dict[str, dict] = {
+    "ode_vs_sgd": dict(
+        common=dict(K=2, M=2, eta=0.5, sigma=0.01, alpha_max=300.0, n_points=16),
+        erf=dict(kind="random"),
+        relu=dict(kind="small", eta=0.5, alpha_max=300.0),
+        fast=dict(N=500, runs_full=2, runs_reduced=8),
+        full=dict(N=1000, runs_full=4, runs_reduced=32),
+    ),
+    "convergence": dict(
+        common=dict(K=2, M=2, eta=0.5, sigma=0.0, activation="erf", alpha_max=10.0, n_points=41),
+        fast=dict(N=[100, 1_000, 10_000], runs=[64, 32, 8]),
+        full=dict(N=[100, 1_000, 10_000, 100_000], runs=[128, 64, 32, 8]),
+    ),
+    "first_layer": dict(
+        common=dict(M=2, L=[0, 1, 2, 3, 4], eta=0.1, sigma=0.1),
+        erf=dict(kind="random", alpha_read=1e4),
+        linear=dict(kind="small", alpha_read=1e4),
+        relu=dict(kind="small", alpha_read=1e4),
+        fast=dict(relu_N=500, relu_runs=4, relu_sgd_alpha=200.0),
+        full=dict(relu_N=1000, relu_runs=8, relu_sgd_alpha=1000.0),
+    ),
+    "collapse": dict(
+        common=dict(M=2, L=[0, 1, 2, 3, 4], eta_sigma=[(0.05, 0.1), (0.1, 0.1), (0.2, 0.1),
+                                                       (0.1, 0.3), (0.2, 0.5)]),
+        fast=dict(),
+        full=dict(),
+    ),
+    "slow_mode": dict(
+        common=dict(M=2, K=4, eta=0.1, sigma=0.1, kind="random"),
+        fast=dict(alpha_max=1e5),
+        full=dict(alpha_max=1e6),
+    ),
+}
+
+
+def settings(name: str, mode: str, part: str | None = None) -> dict:
+    """The settings of experiment ``name`` in ``mode`` (and activation/part ``part``)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    spec = SETTINGS[name]
+    out = dict(spec.get("common", {}))
+    if part is not None:
+        out.update(spec.get(part, {}))
+    out.update(spec[mode])
+    return out
+
+
+def _seed(seed, *salt) -> int:
+    """A reproducible sub-seed from a base seed and integers (independent streams per setting)."""
+    return int(np.random.SeedSequence([int(seed), *map(int, salt)]).generate_state(1)[0])
+
+
+def start(K, M, kind, *, N=10_000, seed=0, v="ones", v_star="ones") -> OrderParameters:
+    """Initial state with an orthonormal teacher (T = I) and a student sampled in N dimensions.
+
+    ``kind="random"``: student entries N(0, 1) (Q ≈ I, R = O(N^-1/2)); ``kind="small"``: entries
+    with standard deviation 1e-3. Thin wrapper of :func:`tsode.initial_state`.
+    """
+    return initial_state(K, M, kind=kind, N=N, seed=seed, v=v, v_star=v_star,
+                         orthogonal_teacher=True)
+
+
+def linear_eg_star(K, eta, sigma):
+    """Linear network, first layer only: ε_g* = ησ²K / (2(2 − ηK)) (stable for ηK < 2)."""
+    K = np.asarray(K, dtype=float)
+    return eta * sigma**2 * K / (2 * (2 - eta * K))
+
+
+def erf_eg_star_leading(M, L, eta, sigma):
+    """erf, first layer only, leading order in η: ε_g* ≈ (ησ²/2π)(L + M/√3)."""
+    L = np.asarray(L, dtype=float)
+    return eta * sigma**2 / (2 * np.pi) * (L + M / np.sqrt(3))
+
+
+def _sim(state0, setup, N, alpha_max, *, engine, seed, n_runs, alphas):
+    from .simulate import simulate
+
+    return simulate(state0, setup, N, alpha_max, engine=engine, seed=seed, n_runs=n_runs,
+                    alphas=alphas)
+
+
+def align_units(traj, R_ref):
+    """Student units of every run relabelled to best match the reference overlaps ``R_ref`` (K, M).
+
+    SGD runs from the same initial state may specialise their units on the teachers in different
+    orders (the problem is symmetric under permuting student units); averaging R over runs then
+    mixes the assignments. For each run this picks the permutation p of the students maximising
+    Σ_k R_final[p(k)] · R_ref[k] and applies it to Q, R and v at all times.
+    Returns a dict with ``Q`` (runs, T, K, K), ``R`` (runs, T, K, M), ``v`` (runs, T, K).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    Q = np.asarray(traj.Q).reshape((-1,) + traj.Q.shape[-3:])
+    R = np.asarray(traj.R).reshape((-1,) + traj.R.shape[-3:])
+    v = np.asarray(traj.v).reshape((-1,) + traj.v.shape[-2:])
+    Qo, Ro, vo = np.empty_like(Q), np.empty_like(R), np.empty_like(v)
+    for i in range(Q.shape[0]):
+        score = np.asarray(R_ref) @ R[i, -1].T  # score[k, j]: reference unit k vs run unit j
+        _, perm = linear_sum_assignment(-score)
+        Qo[i] = Q[i][:, perm][:, :, perm]
+        Ro[i] = R[i][:, perm]
+        vo[i] = v[i][:, perm]
+    return dict(Q=Qo, R=Ro, v=vo)
+
+
+def _timed(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        res = fn(*args, **kwargs)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    return wrapper
+
+
+# ==========================================================================================
+# chapter 1: the ODEs and their validity
+# ==========================================================================================
+@_timed
+def ode_vs_sgd(mode: str = "full", activation: str = "erf", seed: int = 0) -> Result:
+    """ε_g(α) and the overlaps: ODE against full and reduced SGD from the same initial state.
+
+    erf: K = M = 2 from the "large" initialisation, with the plateau of unspecialised units and
+    the escape to the specialised solution. relu: the same from the "small" initialisation.
+    Returns ``ode`` (Trajectory), ``sgd`` ({"full": Trajectory, "reduced": Trajectory}, multi-run),
+    ``N`` and the key numbers ``eg_ode_end``, ``eg_sgd_end`` (mean of the reduced runs at the
+    last time) and ``plateau`` (ODE ε_g at the middle of the plateau, erf only).
+    """
+    s = settings("ode_vs_sgd", mode, activation)
+    K, M, N = s["K"], s["M"], s["N"]
+    state0 = start(K, M, s["kind"], N=N, seed=_seed(seed, 1))
+    setup = Setup(activation, eta=s["eta"], sigma=s["sigma"])
+    amax = s["alpha_max"]
+    alphas_sgd = np.concatenate([[0.0], np.geomspace(0.1, amax, s["n_points"])])
+    ode = integrate(state0, setup, amax, alphas=np.concatenate([[0.0], np.geomspace(1e-2, amax, 300)]))
+    sgd = {
+        "full": _sim(state0, setup, N, amax, engine="full", seed=_seed(seed, 2),
+                     n_runs=s["runs_full"], alphas=alphas_sgd),
+        "reduced": _sim(state0, setup, N, amax, engine="reduced", seed=_seed(seed, 3),
+                        n_runs=s["runs_reduced"], alphas=alphas_sgd),
+    }
+    aligned = {k: align_units(t, ode.R[-1]) for k, t in sgd.items()}
+    res = Result(ode=ode, sgd=sgd, aligned=aligned, N=N, setup=setup, state0=state0, settings=s,
+                 alpha_end=amax, eg_ode_end=float(ode.eg[-1]),
+                 eg_sgd_end={k: float(np.mean(np.atleast_2d(t.eg)[:, -1])) for k, t in sgd.items()})
+    if activation == "erf":
+        # plateau: the ODE's eg where its logarithmic slope is smallest in magnitude, before escape
+        a, e = ode.alpha[1:], ode.eg[1:]
+        slope = np.gradient(np.log(e), np.log(a))
+        mid = (a > 1) & (a < a[np.argmin(slope)])
+        i = np.flatnonzero(mid)[np.argmin(np.abs(slope[mid]))]
+        res.plateau_alpha, res.plateau = float(a[i]), float(e[i])
+    return res
+
+
+@_timed
+def convergence(mode: str = "full", seed: int = 0) -> Result:
+    r"""Convergence of SGD to the ODE: :math:`\langle\sup_\alpha|\epsilon_g^{SGD}-\epsilon_g^{ODE}|\rangle`
+    against N with the reduced engine (cost per step independent of N, so N up to 10⁵).
+
+    All N start from the same macroscopic state (sampled once at N = 10⁴), on a fixed α window.
+    Returns ``N``, ``dev_mean``, ``dev_err`` (standard error over runs), the fitted log-log
+    ``slope`` and ``fit_intercept``.
+    """
+    s = settings("convergence", mode)
+    K, M = s["K"], s["M"]
+    state0 = start(K, M, "random", N=10_000, seed=_seed(seed, 10))
+    setup = Setup(s["activation"], eta=s["eta"], sigma=s["sigma"])
+    alphas = np.linspace(0.0, s["alpha_max"], s["n_points"])
+    ode = integrate(state0, setup, s["alpha_max"], alphas=alphas)
+    dev_mean, dev_err = [], []
+    for i, (N, runs) in enumerate(zip(s["N"], s["runs"])):
+        tr = _sim(state0, setup, N, s["alpha_max"], engine="reduced", seed=_seed(seed, 11, i),
+                  n_runs=runs, alphas=alphas)
+        dev = np.abs(np.atleast_2d(tr.eg) - ode.eg[None, :]).max(axis=1)
+        dev_mean.append(dev.mean())
+        dev_err.append(dev.std(ddof=1) / np.sqrt(dev.size))
+    dev_mean, dev_err = np.array(dev_mean), np.array(dev_err)
+    slope, intercept = np.polyfit(np.log(s["N"]), np.log(dev_mean), 1)
+    return Result(N=list(s["N"]), runs=list(s["runs"]), dev_mean=dev_mean, dev_err=dev_err,
+                  slope=float(slope), fit_intercept=float(intercept), ode=ode, setup=setup,
+                  settings=s)
+
+
+# ==========================================================================================
+# chapter 2: training the first layer only
+# ==========================================================================================
+def _ansatz_eg(M, L, eta, sigma):
+    """ε_g* at the erf first-layer fixed point on the set where the extra units coincide."""
+    from . import asymptotics
+
+    return float(asymptotics.erf_symmetric_fixed_point(M, L, eta, sigma).eg)
+
+
+def _ansatz_or_none(M, L, eta, sigma):
+    try:
+        return _ansatz_eg(M, L, eta, sigma)
+    except (ImportError, AttributeError):
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _first_layer_odes(mode: str, act: str, seed: int):
+    s = settings("first_layer", mode, act)
+    out = {}
+    for L in s["L"]:
+        K = s["M"] + L
+        state0 = start(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 20, K))
+        setup = Setup(act, eta=s["eta"], sigma=s["sigma"])
+        out[L] = integrate(state0, setup, s["alpha_read"],
+                           alphas=np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_read"], 250)]))
+    return out
+
+
+@_timed
+def first_layer_curves(mode: str = "full", seed: int = 0) -> Result:
+    """erf, first layer only (v = v* = 1): ε_g(α) for K = M, ..., M + L from the ODE.
+
+    Returns ``trajectories`` {L: Trajectory}, ``eg_ansatz`` {L: ε_g* of the symmetric fixed
+    point} (when :mod:`tsode.asymptotics` provides it) and the settings.
+    """
+    s = settings("first_layer", mode, "erf")
+    trajs = _first_layer_odes(mode, "erf", seed)
+    ans = {L: _ansatz_or_none(s["M"], L, s["eta"], s["sigma"]) for L in s["L"]}
+    return Result(trajectories=trajs, eg_ansatz={L: e for L, e in ans.items() if e is not None},
+                  M=s["M"], eta=s["eta"], sigma=s["sigma"], alpha_read=s["alpha_read"], settings=s)
+
+
+@_timed
+def first_layer_final(mode: str = "full", seed: int = 0) -> Result:
+    """ε_g* against L for erf (ODE, exact symmetric fixed point, leading order), linear (ODE,
+    exact formula) and ReLU (ODE and SGD), first layer only.
+    """
+    s_erf = settings("first_layer", mode, "erf")
+    M, eta, sigma, Ls = s_erf["M"], s_erf["eta"], s_erf["sigma"], s_erf["L"]
+    erf_odes = _first_layer_odes(mode, "erf", seed)
+    ans = [_ansatz_or_none(M, L, eta, sigma) for L in Ls]
+    erf = dict(ode=np.array([erf_odes[L].eg[-1] for L in Ls]), alpha=s_erf["alpha_read"],
+               ansatz=None if None in ans else np.array(ans),
+               leading=lambda L: erf_eg_star_leading(M, L, eta, sigma))
+    s_lin = settings("first_layer", mode, "linear")
+    lin_odes = _first_layer_odes(mode, "linear", seed)
+    linear = dict(ode=np.array([lin_odes[L].eg[-1] for L in Ls]), alpha=s_lin["alpha_read"],
+                  exact=lambda L: linear_eg_star(M + np.asarray(L), eta, sigma))
+    relu = _first_layer_relu(mode, seed)
+    return Result(L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
+                  settings=s_erf)
+
+
+def _first_layer_relu(mode, seed):
+    """ReLU, first layer only: ODE (when the exact I4 is available) and reduced SGD."""
+    s = settings("first_layer", mode, "relu")
+    out = dict(alpha=s["alpha_read"], N=s["relu_N"], ode=None, sgd_mean=None, sgd_err=None)
+    try:
+        odes = _first_layer_odes(mode, "relu", seed)
+        out["ode"] = np.array([odes[L].eg[-1] for L in s["L"]])
+    except ImportError:
+        pass
+    try:
+        means, errs = [], []
+        for L in s["L"]:
+            K = s["M"] + L
+            state0 = start(K, s["M"], "small", N=10_000, seed=_seed(seed, 20, K))
+            setup = Setup("relu", eta=s["eta"], sigma=s["sigma"])
+            a = s["relu_sgd_alpha"]
+            tr = _sim(state0, setup, s["relu_N"], a, engine="reduced", seed=_seed(seed, 21, K),
+                      n_runs=s["relu_runs"], alphas=np.linspace(0.8 * a, a, 11))
+            per_run = np.atleast_2d(tr.eg).mean(axis=1)  # time average over the last 20 %
+            means.append(per_run.mean())
+            errs.append(per_run.std(ddof=1) / np.sqrt(per_run.size))
+        out.update(sgd_mean=np.array(means), sgd_err=np.array(errs), sgd_alpha=s["relu_sgd_alpha"])
+    except ImportError:
+        pass
+    return out
+
+
+@_timed
+def collapse(mode: str = "full") -> Result:
+    """ε_g*/(ησ²) against L at the exact erf symmetric fixed point for several (η, σ)."""
+    s = settings("collapse", mode)
+    ratio = {}
+    for eta, sigma in s["eta_sigma"]:
+        ratio[(eta, sigma)] = np.array(
+            [_ansatz_eg(s["M"], L, eta, sigma) / (eta * sigma**2) for L in s["L"]])
+    return Result(L=list(s["L"]), M=s["M"], ratio=ratio, settings=s)
+
+
+@_timed
+def slow_mode(mode: str = "full", seed: int = 0) -> Result:
+    """erf, first layer only, L = K − M = 2 from random initialisation: a long ODE integration.
+
+    Returns the ``trajectory``, the symmetric fixed-point error ``eg_ansatz``, and the
+    correlations ``extra_corr`` (T, pairs) between student units that end up unspecialised.
+    """
+    s = settings("slow_mode", mode)
+    K, M = s["K"], s["M"]
+    state0 = start(K, M, s["kind"], N=10_000, seed=_seed(seed, 20, K))
+    setup = Setup("erf", eta=s["eta"], sigma=s["sigma"])
+    alphas = np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_max"], 400)])
+    tr = integrate(state0, setup, s["alpha_max"], alphas=alphas)
+    # extra units: those least aligned with any teacher at the end
+    Rf, Qf = tr.R[-1], tr.Q[-1]
+    cos = np.abs(Rf) / np.sqrt(np.outer(np.diag(Qf), np.diag(tr.T)))
+    spec = np.argmax(cos, axis=0)  # best student for each teacher
+    extra = [k for k in range(K) if k not in set(spec.tolist())]
+    pairs = [(k, l) for i, k in enumerate(extra) for l in extra[i + 1:]]
+    d = np.sqrt(np.einsum("tkk->tk", tr.Q))
+    corr = np.stack([tr.Q[:, k, l] / (d[:, k] * d[:, l]) for k, l in pairs], axis=1) if pairs \
+        else np.zeros((tr.alpha.size, 0))
+    i4 = int(np.argmin(np.abs(tr.alpha - 1e4)))
+    return Result(trajectory=tr, K=K, M=M, eta=s["eta"], sigma=s["sigma"],
+                  eg_ansatz=_ansatz_or_none(M, K - M, s["eta"], s["sigma"]),
+                  extra_pairs=pairs, extra_corr=corr, alpha_max=s["alpha_max"],
+                  eg_1e4=float(tr.eg[i4]), eg_end=float(tr.eg[-1]), settings=s)
