@@ -103,32 +103,41 @@ class Drift:
         )
 
     # ---- the right-hand side ---------------------------------------------------------------
-    def derivatives(self, Q, R, v):
-        """(dQ, dR, dv) at overlaps Q (..., K, K), R (..., K, M), v (..., K).
+    def _index_sets(self):
+        """(name, index tuples) of the integrals the drift needs."""
+        sets = [("I3", self.idx3), ("I4", self.idx4)]
+        if self.setup.sigma > 0:
+            sets.append(("J2", self.ik))
+        if self.train_v:
+            sets.append(("I2", self.idx2))
+        return sets
 
-        dv is zero when the second layer is frozen. Vectorised over the leading axes.
-        """
+    def integrals(self, C) -> dict:
+        """The Gaussian integrals of the drift at field covariances C (..., n, n), flat (..., P)."""
+        return {name: self.k[name](C, idx) for name, idx in self._index_sets()}
+
+    def combine(self, Q, R, v, ints):
+        """(dQ, dR, dv) from overlaps and precomputed :meth:`integrals`; vectorised."""
         K, M, s = self.K, self.M, self.setup
         n = K + M
         lead = Q.shape[:-2]
-        C = self.covariance(Q, R)
         w = np.concatenate([v, -np.broadcast_to(self.v_star, lead + (M,))], axis=-1)
-        I3 = self.k["I3"](C, self.idx3).reshape(lead + (K, n, n))
+        I3 = ints["I3"].reshape(lead + (K, n, n))
         A = np.einsum("...iba,...a->...ib", I3, w)  # A[i, b] = sum_a w_a I3(i, b, a)
         vA = v[..., :, None] * A[..., :K]
         dR = -s.eta * v[..., :, None] * A[..., K:]
         dQ = -s.eta * (vA + np.swapaxes(vA, -1, -2))
-        I4 = self.k["I4"](C, self.idx4).reshape(lead + (len(self.ik), len(self.ab)))
+        I4 = ints["I4"].reshape(lead + (len(self.ik), len(self.ab)))
         wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
         S4 = np.einsum("...pq,...q->...p", I4, wab)
         if s.sigma > 0:
-            S4 = S4 + s.sigma**2 * self.k["J2"](C, self.ik)
+            S4 = S4 + s.sigma**2 * ints["J2"]
         noise = np.empty(lead + (K, K))
         noise[..., self.iu[0], self.iu[1]] = S4
         noise[..., self.iu[1], self.iu[0]] = S4
         dQ += s.eta**2 * v[..., :, None] * v[..., None, :] * noise
         if self.train_v:
-            I2 = self.k["I2"](C, self.idx2).reshape(lead + (K, n))
+            I2 = ints["I2"].reshape(lead + (K, n))
             dv = -s.eta_v * np.einsum("...ia,...a->...i", I2, w)
         else:
             dv = np.zeros(lead + (K,))
@@ -139,16 +148,67 @@ class Drift:
                 dv -= s.weight_decay * v
         return dQ, dR, dv
 
+    def derivatives(self, Q, R, v):
+        """(dQ, dR, dv) at overlaps Q (..., K, K), R (..., K, M), v (..., K).
+
+        dv is zero when the second layer is frozen. Vectorised over the leading axes.
+        """
+        return self.combine(Q, R, v, self.integrals(self.covariance(Q, R)))
+
     def __call__(self, alpha, y):
         """Packed drift at packed state(s) y (..., size)."""
         return self.pack(*self.derivatives(*self.unpack(y)))
 
-    def jacobian(self, alpha, y, rel_step: float = 1e-7):
-        """Central finite-difference Jacobian (size, size), all columns in one batched call."""
+    def _affected(self):
+        """For each state component: the covariance entry (p, q) it moves (None for v) and,
+        per integral, the index tuples whose sub-covariance contains that entry."""
+        if not hasattr(self, "_affected_cache"):
+            K = self.K
+            entries = [(int(i), int(k)) for i, k in zip(*self.iu)]
+            entries += [(i, K + m) for i in range(K) for m in range(self.M)]
+            out = []
+            for p, q in entries:
+                rows = []
+                for name, idx in self._index_sets():
+                    hit = np.nonzero((idx == p).any(axis=1) & (idx == q).any(axis=1))[0]
+                    rows.append((name, hit, np.ascontiguousarray(idx[hit])))
+                out.append((p, q, rows))
+            out += [None] * (self.size - len(out))  # v: the integrals do not depend on it
+            self._affected_cache = out
+        return self._affected_cache
+
+    def jacobian(self, alpha, y, rel_step: float = 1e-7, central: bool = True):
+        """Finite-difference Jacobian d(drift)/dy, shape (size, size).
+
+        Column j moves one overlap, i.e. one entry of the field covariance, so only the
+        integrals whose sub-covariance contains that entry are recomputed; the rest of the
+        drift is assembled for all columns at once. Central differences by default (used for
+        stability spectra); forward differences (``central=False``) for the stiff solver.
+        """
+        y = np.asarray(y, dtype=float)
         h = rel_step * np.maximum(np.abs(y), 1e-3)
-        E = np.diag(h)
-        F = self(alpha, np.concatenate([y + E, y - E]))
-        return ((F[: self.size] - F[self.size :]) / (2 * h[:, None])).T
+        Q, R, _ = self.unpack(y)
+        C = self.covariance(Q, R)
+        base = self.integrals(C)
+
+        def drift_at(signed_h):
+            Y = y + np.diag(signed_h)
+            ints = {name: np.repeat(val[None], self.size, axis=0) for name, val in base.items()}
+            for j, affected in enumerate(self._affected()):
+                if affected is None:
+                    continue
+                p, q, rows = affected
+                Cj = C.copy()
+                Cj[p, q] += signed_h[j]
+                if p != q:
+                    Cj[q, p] += signed_h[j]
+                for name, hit, idx in rows:
+                    ints[name][j, hit] = self.k[name](Cj, idx)
+            return self.pack(*self.combine(*self.unpack(Y), ints))
+
+        if central:
+            return ((drift_at(h) - drift_at(-h)) / (2 * h[:, None])).T
+        return ((drift_at(h) - self(alpha, y)[None]) / h[:, None]).T
 
     def eg(self, Y) -> np.ndarray:
         """Generalisation error along packed states Y of shape (..., size)."""
@@ -233,7 +293,7 @@ def integrate(
 
     y0 = f.pack(np.asarray(state0.Q), np.asarray(state0.R), np.asarray(state0.v))
     t0 = time.perf_counter()
-    jac = f.jacobian if method in ("LSODA", "BDF", "Radau") else None
+    jac = (lambda a, y: f.jacobian(a, y, central=False)) if method in ("LSODA", "BDF", "Radau") else None
     sol = solve_ivp(
         rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol, atol=atol, jac=jac
     )
