@@ -260,6 +260,18 @@ def test_relu_integrate_then_polish():
     assert describe(fp).roles == ("specialised",)
 
 
+def test_relu_split_units_failure_is_reported_with_a_hint():
+    """Documented limitation: over-parameterised ReLU students split a teacher direction between
+    nearly parallel units; Newton cannot polish such states (boundary of the Gram-matrix cone,
+    non-differentiable drift) and must say so."""
+    setup = tsode.Setup("relu", eta=0.1, sigma=0.1)
+    state0 = tsode.initial_state(3, 2, kind="small", N=10_000, seed=1, orthogonal_teacher=True)
+    traj = tsode.integrate(state0, setup, 3e3, rtol=1e-8, atol=1e-12)
+    assert len(describe(traj).split) == 1
+    fp = fixed_point(traj, setup, max_iter=5, raise_on_failure=False)
+    assert not fp.converged and "nearly parallel" in fp.message
+
+
 # ---------------------------------------------------------------------------------------------
 # describe
 # ---------------------------------------------------------------------------------------------

@@ -489,12 +489,41 @@ def fixed_point(
             max_iter=max_iter, admissible=admissible,
         )
     message = note + message
+    if not ok:
+        message += _failure_hint(guess.replace(**dict(zip("QRv", _sym(*f.unpack(y))))), setup)
     if not ok and raise_on_failure:
         raise FixedPointError(
             f"fixed_point (K={guess.K}, M={guess.M}, {setup.activation}, eta={setup.eta}, "
             f"eta_v={setup.eta_v}, sigma={setup.sigma}): {message}"
         )
     return _result(f, y, guess, setup, res, ok, message, n_iter, soft_tol, soft_rtol, rel_step)
+
+
+def _sym(Q, R, v):
+    return (Q + Q.T) / 2, R, np.array(v)
+
+
+def _failure_hint(state: OrderParameters, setup: Setup) -> str:
+    """Why Newton may fail at this state, read off :func:`describe`."""
+    d = describe(state)
+    alive = [k for k, r in enumerate(d.roles) if r not in ("dead", "silent")]
+    parallel = [(k, l) for i, k in enumerate(alive) for l in alive[i + 1:]
+                if d.student_cos[k, l] >= 0.99]
+    hints = []
+    if parallel:
+        hints.append(
+            f"units {parallel} are nearly parallel (cos >= 0.99): fixed points with copied or "
+            "split units lie on the boundary of the Gram-matrix cone"
+            + (", where the ReLU drift is not differentiable and, by positive homogeneity, "
+               "can form a continuum (a soft mode)" if setup.activation == "relu" else "")
+        )
+    small = [k for k, r in enumerate(d.roles) if r in ("dead", "silent")]
+    if small and setup.train_second_layer:
+        hints.append(f"units {small} have a small norm or output weight and may be being "
+                     "pruned (w, v -> 0), a fixed point approached only slowly")
+    if not hints:
+        return ""
+    return "; hint: " + "; ".join(hints) + "; read the error from a long integration instead"
 
 
 def _result(f, y, guess, setup, res, ok, message, n_iter, soft_tol, soft_rtol, rel_step,
