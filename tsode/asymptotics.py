@@ -155,7 +155,13 @@ def _newton(F, jac, y0, *, tol, max_iter, admissible=lambda y: True):
     for it in range(1, max_iter + 1):
         if res <= tol:
             return y, res, it - 1, f"converged: max|drift| = {res:.3g} <= tol = {tol:.3g}", True
-        J = jac(y)
+        try:
+            J = jac(y)
+        except ValueError as err:  # a finite-difference step left the domain of the integrals
+            return y, res, it, (
+                f"the finite-difference Jacobian could not be evaluated ({err}): the state is "
+                "within a finite-difference step of the boundary of the Gram-matrix cone"
+            ), False
         if not np.all(np.isfinite(J)):
             return y, res, it, "the Jacobian became non-finite", False
         step = np.linalg.lstsq(J, -Fy, rcond=None)[0]
@@ -163,8 +169,11 @@ def _newton(F, jac, y0, *, tol, max_iter, admissible=lambda y: True):
         while t >= 2.0**-20:
             y_new = y + t * step
             if admissible(y_new):
-                F_new = F(y_new)
-                if np.all(np.isfinite(F_new)) and np.abs(F_new).max() < res:
+                try:
+                    F_new = F(y_new)
+                except ValueError:  # outside the domain of the integrals: shorten the step
+                    F_new = None
+                if F_new is not None and np.all(np.isfinite(F_new)) and np.abs(F_new).max() < res:
                     break
             t /= 2
         else:
@@ -315,7 +324,7 @@ class FixedPoint:
     def zero_tol(self) -> float:
         """|Re λ| below this is indistinguishable from 0 (finite-difference Jacobian accuracy):
         1e-8 · max|Re λ|."""
-        return 1e-8 * float(np.abs(self.eigenvalues.real).max()) if self.eigenvalues.size else 0.0
+        return 1e-8 * float(np.abs(self.eigenvalues.real).max())
 
     @property
     def soft_modes(self) -> np.ndarray:
@@ -392,7 +401,7 @@ def stability(state: OrderParameters, setup: Setup, *, soft_tol=None, soft_rtol=
     state = _check_state_setup(state, setup)
     f = _drift_of(state, setup)
     y = f.pack(np.asarray(state.Q), np.asarray(state.R), np.asarray(state.v))
-    ev = _spectrum(f.jacobian(0.0, y, rel_step=rel_step))
+    ev, _ = _safe_spectrum(f, y, rel_step)
     return ev, _soft_tol(ev, soft_tol, soft_rtol)
 
 
@@ -526,15 +535,30 @@ def _failure_hint(state: OrderParameters, setup: Setup) -> str:
     return "; hint: " + "; ".join(hints) + "; read the error from a long integration instead"
 
 
+def _safe_spectrum(f: Drift, y, rel_step):
+    """Spectrum of the FD Jacobian; near the boundary of the Gram-matrix cone a central step can
+    leave the domain of the integrals (ReLU raises there): retry with steps 10 and 100 times
+    smaller, else return NaNs and say so."""
+    for step in (rel_step, rel_step / 10, rel_step / 100):
+        try:
+            return _spectrum(f.jacobian(0.0, y, rel_step=step)), (
+                "" if step == rel_step else f"; spectrum with FD step {step:.0e}")
+        except ValueError as err:
+            reason = str(err)
+    return np.full(f.size, np.nan + 0j), (
+        f"; spectrum unavailable: the FD Jacobian leaves the physical domain ({reason})")
+
+
 def _result(f, y, guess, setup, res, ok, message, n_iter, soft_tol, soft_rtol, rel_step,
             **extra):
     Q, R, v = f.unpack(y)
     state = guess.replace(Q=(Q + Q.T) / 2, R=R, v=np.array(v))
-    ev = _spectrum(f.jacobian(0.0, y, rel_step=rel_step))
+    ev, note = _safe_spectrum(f, y, rel_step)
     return FixedPoint(
         state=state, setup=setup, eg=generalisation_error(state, setup.activation),
         eigenvalues=ev, converged=ok, residual=float(res),
-        soft_tol=_soft_tol(ev, soft_tol, soft_rtol), message=message, n_iter=n_iter, **extra,
+        soft_tol=_soft_tol(ev, soft_tol, soft_rtol), message=message + note, n_iter=n_iter,
+        **extra,
     )
 
 
