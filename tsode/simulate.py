@@ -265,10 +265,12 @@ def simulate(
 
     Examples
     --------
+    >>> import tsode
     >>> state0 = tsode.initial_state(2, 2, "random", N=1000, seed=0)
     >>> setup = tsode.Setup("erf", eta=1.0)
     >>> traj = tsode.simulate(state0, setup, N=1000, alpha_max=10, engine="reduced", n_runs=8)
-    >>> traj.eg.shape  # (8, T)
+    >>> traj.eg.shape == (8, traj.alpha.size)
+    True
     """
     t_start = time.perf_counter()
     if not isinstance(state0, OrderParameters):
