@@ -88,7 +88,8 @@ def record_steps(N: int, alpha_max: float, alphas=None) -> np.ndarray:
         )
     if steps[-1] < 1:
         raise ValueError(
-            f"alpha_max * N = {alpha_max * N:g} is less than one SGD step; increase alpha_max or N"
+            f"the last output time {grid[-1]:g} times N = {N} rounds to zero SGD steps, i.e. "
+            "less than one SGD step; increase alpha_max (or the output times) or N"
         )
     return steps
 
