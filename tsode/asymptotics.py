@@ -643,7 +643,8 @@ def erf_symmetric_fixed_point(
 
     .. math::
 
-        Q = \begin{pmatrix} (q_s - c_s) I + c_s \mathbf 1\mathbf 1^\top & d\,\mathbf 1\mathbf 1^\top\\
+        Q = \begin{pmatrix} (q_s - c_s) I + c_s \mathbf 1\mathbf 1^\top
+                                & d\,\mathbf 1\mathbf 1^\top\\
                             d\,\mathbf 1\mathbf 1^\top & (q_e - c_e) I + c_e \mathbf 1\mathbf 1^\top
             \end{pmatrix},\quad
         R = \begin{pmatrix} (r - r_o) I + r_o \mathbf 1\mathbf 1^\top \\ r_e \mathbf 1\mathbf 1^\top
@@ -880,7 +881,8 @@ def describe(
         state = state.final
     if not isinstance(state, OrderParameters):
         raise TypeError(
-            f"state must be an OrderParameters, FixedPoint or Trajectory, got {type(state).__name__}"
+            "state must be an OrderParameters, FixedPoint or Trajectory, got "
+            f"{type(state).__name__}"
         )
     align_tol = _check_number(align_tol, "align_tol", strict=True, upper=1.0)
     dead_tol = _check_number(dead_tol, "dead_tol")
@@ -1009,7 +1011,9 @@ def slow_mode_scan(
     state0 = _check_state_setup(state0, setup)
     alphas = np.asarray(alphas, dtype=float)
     if alphas.ndim != 1 or alphas.size < 1 or np.any(alphas <= 0) or np.any(np.diff(alphas) <= 0):
-        raise ValueError(f"alphas must be a non-empty increasing sequence of times > 0, got {alphas}")
+        raise ValueError(
+            f"alphas must be a non-empty increasing sequence of times > 0, got {alphas}"
+        )
     n_modes = _check_int(n_modes, "n_modes", 1)
     traj = integrate(state0, setup, alphas[-1], alphas=alphas, rtol=rtol, atol=atol)
     f = _drift_of(state0, setup)
