@@ -346,6 +346,22 @@ def test_linear_both_layers_decays_like_inverse_sqrt_alpha():
         fixed_point(scan.trajectory, setup)
 
 
+def test_relu_both_layers_decays_like_linear():
+    """ReLU is positively homogeneous like the linear activation (w -> c w, v -> v / c leaves
+    the network unchanged), so the same scaling argument applies when both layers are trained:
+    no finite fixed point, |w|^2 ~ alpha^(1/2), v ~ alpha^(-1/4), eg ~ alpha^(-1/2).
+    Measured at K = M = 1 from the informed state; the local exponent overshoots to -0.57 at
+    alpha = 1e6 and returns to -0.508 at 1e7, hence 0.03."""
+    setup = tsode.Setup("relu", eta=0.1, eta_v=0.1, sigma=0.1)
+    scan = slow_mode_scan(tsode.initial_state(1, 1, kind="informed"), setup,
+                          alphas=[1e6, 1e7], spectrum=False, rtol=1e-8, atol=1e-12)
+    assert scan.local_exponent[-1] == pytest.approx(-0.5, abs=3e-2)
+    Q, v = scan.trajectory.Q[:, 0, 0], scan.trajectory.v[:, 0]
+    # one decade: Q x 10^(1/2) and v x 10^(-1/4), within 10 %
+    assert Q[1] / Q[0] == pytest.approx(10**0.5, rel=0.1)
+    assert v[1] / v[0] == pytest.approx(10**-0.25, rel=0.1)
+
+
 def test_fit_power_law_exact():
     a = np.geomspace(1, 1e4, 9)
     p, c = fit_power_law(a, 3.0 * a**-0.5)
