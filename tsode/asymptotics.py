@@ -577,6 +577,14 @@ def integrate_to_fixed_point(
     This is how fixed points without a closed form (ReLU) are found: start from the paper's
     initialisation, e.g. ``initial_state(K, M, kind="small")``, integrate well past the
     plateaus, then let Newton remove the remaining slow drift.
+
+    What to expect for ReLU (measured, η = 0.1, σ = 0.1): K = M with the first layer only
+    polishes to machine precision; over-parameterised students split teacher directions between
+    nearly parallel units, where the ReLU drift is not differentiable, and Newton reports failure
+    (with a hint); with both layers trained ReLU behaves like the linear network (positive
+    homogeneity): |w| grows, v shrinks and ε_g decays like α^(-1/2), so there is no finite fixed
+    point to polish (see :func:`slow_mode_scan`). Failures come back as ``converged=False`` only
+    with ``raise_on_failure=False``.
     """
     traj = integrate(state0, setup, alpha_max, rtol=rtol, atol=atol)
     fp = fixed_point(traj.final, setup, **fixed_point_kwargs)
