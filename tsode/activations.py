@@ -172,10 +172,11 @@ def _relu_J2(C, a, b):
 
 
 def _relu_I4_indexed(C, idx):
-    """Exact ReLU I4 (:func:`tsode._relu_i4.relu_I4`) on the gathered covariances."""
-    from ._relu_i4 import relu_I4
+    """Exact ReLU I4 over index tuples (:func:`tsode._relu_i4.relu_I4_indexed`): closed forms
+    for repeated indices, the quadrature of :func:`tsode._relu_i4.relu_I4` otherwise."""
+    from ._relu_i4 import relu_I4_indexed
 
-    return relu_I4(gather(C, idx))
+    return relu_I4_indexed(C, idx)
 
 
 # --------------------------------------------------------------------------------------------
