@@ -195,7 +195,12 @@ def _split_angles(alpha, beta, gamma, r):
 @njit(cache=True, fastmath=False)
 def _integrand(psi, a2, b2, g2, a3, b3, g3, r, p1):
     """2c₂c₃P_{yw|x} + A₂P_{xw|y} + A₃P_{xy|w} at angle ψ (module docstring); scalar."""
-    cos, sin = np.cos(psi), np.sin(psi)
+    return _integrand_cs(np.cos(psi), np.sin(psi), a2, b2, g2, a3, b3, g3, r, p1)
+
+
+@njit(cache=True, fastmath=False)
+def _integrand_cs(cos, sin, a2, b2, g2, a3, b3, g3, r, p1):
+    """_integrand at the angle with cosine ``cos`` and sine ``sin``."""
     c2 = a2 * cos + b2 * sin
     c3 = a3 * cos + b3 * sin
     if g2 == 0.0 and g3 == 0.0:           # both relu fields in the θ-plane: exact limit
@@ -222,13 +227,15 @@ def _integrand(psi, a2, b2, g2, a3, b3, g3, r, p1):
 def _gk15(lo, hi, a2, b2, g2, a3, b3, g3, r, p1):
     """Gauss–Kronrod 7/15 on [lo, hi]: the Kronrod value and a QUADPACK-style error estimate."""
     mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
-    fc = _integrand(mid, a2, b2, g2, a3, b3, g3, r, p1)
+    cm, sm = math.cos(mid), math.sin(mid)
+    fc = _integrand_cs(cm, sm, a2, b2, g2, a3, b3, g3, r, p1)
     k = fc * _WGK[7]
     g = fc * _WG[3]
     for j in range(7):
         dx = half * _XGK[j]
-        fs = (_integrand(mid - dx, a2, b2, g2, a3, b3, g3, r, p1)
-              + _integrand(mid + dx, a2, b2, g2, a3, b3, g3, r, p1))
+        cd, sd = math.cos(dx), math.sin(dx)     # cos/sin of mid ± dx by the addition theorem
+        fs = (_integrand_cs(cm * cd + sm * sd, sm * cd - cm * sd, a2, b2, g2, a3, b3, g3, r, p1)
+              + _integrand_cs(cm * cd - sm * sd, sm * cd + cm * sd, a2, b2, g2, a3, b3, g3, r, p1))
         k += _WGK[j] * fs
         if j % 2 == 1:
             g += _WG[j // 2] * fs
@@ -463,72 +470,78 @@ def _kink(a, b):
 
 
 @njit(cache=True)
+def _corr_q(C, a, b, sa, sb):
+    """Clipped correlation of fields a, b with standard deviations sa, sb > 0."""
+    return _clip1(C[a, b] / (sa * sb))
+
+
+@njit(cache=True)
+def _plane_coord(R0j, R1j, rho01, s01):
+    """(α, β, γ) of a relu field with correlations R0j, R1j to the θ-fields (see
+    _plane_coordinates), with exact coordinates when it is parallel to a θ-field."""
+    par_tol = 1.0 - PARALLEL_TOL
+    if R0j >= par_tol:
+        return 1.0, 0.0, 0.0
+    if R1j >= par_tol:
+        return rho01, s01, 0.0
+    alpha = R0j
+    beta = (R1j - rho01 * alpha) / s01 if s01 != 0.0 else 0.0
+    big, small = max(abs(alpha), abs(beta)), min(abs(alpha), abs(beta))
+    g = max((1.0 - big) * (1.0 + big) - small * small, 0.0)
+    if g <= ZERO_VAR_TOL:
+        g = 0.0
+    return alpha, beta, math.sqrt(g)
+
+
+@njit(cache=True)
 def _quad_indexed(C, i0, i1, i2, i3, stack):
     """relu_I4 of the sub-covariance C[idx, idx], idx = (i0, i1, i2, i3): a scalar port of
     _correlations, _plane_coordinates, _split_angles and _normalised_I4 (same method, same
     guards), without the PSD checks."""
-    ix = (i0, i1, i2, i3)
-    sd = np.empty(4)
-    for j in range(4):
-        v = C[ix[j], ix[j]]
-        if v <= 0.0:
-            return 0.0                                  # θ(0) = relu(0) = 0
-        sd[j] = math.sqrt(v)
-    R = np.empty((4, 4))
-    for j in range(4):
-        for m in range(4):
-            s = sd[j] * sd[m]
-            R[j, m] = _clip1(C[ix[j], ix[m]] / s) if s != 0.0 else 0.0
-            if R[j, m] <= -1.0 + PARALLEL_TOL:
-                return 0.0                              # anti-parallel pair
+    v0, v1, v2, v3 = C[i0, i0], C[i1, i1], C[i2, i2], C[i3, i3]
+    if v0 <= 0.0 or v1 <= 0.0 or v2 <= 0.0 or v3 <= 0.0:
+        return 0.0                                      # θ(0) = relu(0) = 0
+    s0, s1, s2, s3 = math.sqrt(v0), math.sqrt(v1), math.sqrt(v2), math.sqrt(v3)
+    R01, R02, R03 = _corr_q(C, i0, i1, s0, s1), _corr_q(C, i0, i2, s0, s2), _corr_q(C, i0, i3, s0, s3)
+    R12, R13, R23 = _corr_q(C, i1, i2, s1, s2), _corr_q(C, i1, i3, s1, s3), _corr_q(C, i2, i3, s2, s3)
+    anti = -1.0 + PARALLEL_TOL
+    if min(min(R01, R02), min(min(R03, R12), min(R13, R23))) <= anti:
+        return 0.0                                      # an anti-parallel pair
     par_tol = 1.0 - PARALLEL_TOL
     # plane coordinates of the relu fields (see _plane_coordinates)
-    rho01 = R[0, 1]
-    if rho01 >= par_tol:
+    if R01 >= par_tol:
         s01, theta01 = 0.0, 0.0
     else:
-        s01, theta01 = _sqrt_1m_sq(rho01), math.acos(rho01)
-    al = np.empty(2)
-    be = np.empty(2)
-    ga = np.empty(2)
-    for j in range(2):
-        alpha = R[0, 2 + j]
-        beta = (R[1, 2 + j] - rho01 * alpha) / s01 if s01 != 0.0 else 0.0
-        big, small = max(abs(alpha), abs(beta)), min(abs(alpha), abs(beta))
-        g = max((1.0 - big) * (1.0 + big) - small * small, 0.0)
-        if R[0, 2 + j] >= par_tol:
-            alpha, beta, g = 1.0, 0.0, 0.0
-        elif R[1, 2 + j] >= par_tol:
-            alpha, beta, g = rho01, s01, 0.0
-        elif g <= ZERO_VAR_TOL:
-            g = 0.0
-        al[j], be[j], ga[j] = alpha, beta, math.sqrt(g)
-    kappa = R[2, 3] - al[0] * al[1] - be[0] * be[1]
-    gg = ga[0] * ga[1]
-    r = _clip1(kappa / gg) if gg != 0.0 else 0.0
-    if R[2, 3] >= par_tol:                              # parallel relu fields
-        al[1], be[1], ga[1] = al[0], be[0], ga[0]
-        r = 1.0 if ga[0] > 0.0 else 0.0
+        s01, theta01 = _sqrt_1m_sq(R01), math.acos(R01)
+    a2, b2, g2 = _plane_coord(R02, R12, R01, s01)
+    a3, b3, g3 = _plane_coord(R03, R13, R01, s01)
+    gg = g2 * g3
+    r = _clip1((R23 - a2 * a3 - b2 * b3) / gg) if gg != 0.0 else 0.0
+    if R23 >= par_tol:                                  # parallel relu fields
+        a3, b3, g3 = a2, b2, g2
+        r = 1.0 if g2 > 0.0 else 0.0
     # wedge, split where the integrand is nearly singular (see _split_angles)
     lo, hi = theta01 - 0.5 * math.pi, 0.5 * math.pi
-    edges = np.empty(5)
-    edges[0], edges[4] = lo, hi
-    sa = al[1] * ga[0] - r * al[0] * ga[1]
-    sb = be[1] * ga[0] - r * be[0] * ga[1]
-    edges[1] = _kink(al[0], be[0]) if ga[0] < SPLIT_BELOW else -math.pi
-    edges[2] = _kink(al[1], be[1]) if ga[1] < SPLIT_BELOW else -math.pi
-    edges[3] = _kink(sa, sb) if abs(r) > 1.0 - SPLIT_BELOW else -math.pi
-    for j in range(1, 4):
-        edges[j] = min(max(edges[j], lo), hi)
-    edges[1:4].sort()
+    e1 = _kink(a2, b2) if g2 < SPLIT_BELOW else -math.pi
+    e2 = _kink(a3, b3) if g3 < SPLIT_BELOW else -math.pi
+    e3 = (_kink(a3 * g2 - r * a2 * g3, b3 * g2 - r * b2 * g3)
+          if abs(r) > 1.0 - SPLIT_BELOW else -math.pi)
+    e1, e2, e3 = min(max(e1, lo), hi), min(max(e2, lo), hi), min(max(e3, lo), hi)
+    if e1 > e2:
+        e1, e2 = e2, e1
+    if e2 > e3:
+        e2, e3 = e3, e2
+    if e1 > e2:
+        e1, e2 = e2, e1
     p1 = 0.25 + math.asin(r) / _TWO_PI
     total = 0.0
-    for j in range(4):
-        if edges[j + 1] > edges[j]:
-            total += _adaptive_piece(edges[j], edges[j + 1], al[0], be[0], ga[0],
-                                     al[1], be[1], ga[1], r, p1, QUAD_TOL, stack)
-    const = ga[0] * ga[1] * (_sqrt_1m_sq(r) + r * (0.5 * math.pi + math.asin(r))) / _TWO_PI
-    return sd[2] * sd[3] * ((math.pi - theta01) * const + total) / _TWO_PI
+    prev = lo
+    for e in (e1, e2, e3, hi):
+        if e > prev:
+            total += _adaptive_piece(prev, e, a2, b2, g2, a3, b3, g3, r, p1, QUAD_TOL, stack)
+        prev = max(prev, e)
+    const = g2 * g3 * (_sqrt_1m_sq(r) + r * (0.5 * math.pi + math.asin(r))) / _TWO_PI
+    return s2 * s3 * ((math.pi - theta01) * const + total) / _TWO_PI
 
 
 @njit(cache=True)
