@@ -78,13 +78,17 @@ SETTINGS: dict[str, dict] = {
         common=dict(M=2, L=[0, 1, 2, 3, 4], eta=0.1, sigma=0.1),
         erf=dict(kind="random", alpha_read=1e4),
         linear=dict(kind="small", alpha_read=1e4),
-        relu=dict(kind="small", alpha_read=1e4),
-        fast=dict(relu_N=500, relu_runs=4, relu_sgd_alpha=200.0),
-        full=dict(relu_N=1000, relu_runs=8, relu_sgd_alpha=1000.0),
+        # ReLU from the small initialisation is slow at eta = 0.1 (long plateaus); at eta = 0.2
+        # both ODE and SGD have converged by alpha = 1e3
+        relu=dict(kind="small", eta=0.2, alpha_read=1e3),
+        # ReLU ODEs cost ~ K^4 per step (the exact I4): the fast mode integrates K <= M + 2 only
+        fast=dict(relu_ode_L=[0, 1, 2], relu_N=500, relu_runs=4, relu_sgd_alpha=1000.0),
+        full=dict(relu_ode_L=[0, 1, 2, 3, 4], relu_N=1000, relu_runs=8, relu_sgd_alpha=1000.0),
     ),
     "collapse": dict(
-        common=dict(M=2, L=[0, 1, 2, 3, 4], eta_sigma=[(0.05, 0.1), (0.1, 0.1), (0.2, 0.1),
-                                                       (0.1, 0.3), (0.2, 0.5)]),
+        common=dict(M=2, L=[0, 1, 2, 3, 4],
+                    eta_sigma=[(0.02, 0.1), (0.05, 0.1), (0.1, 0.1), (0.2, 0.1), (0.1, 0.5),
+                               (0.2, 0.5)]),
         fast=dict(),
         full=dict(),
     ),
@@ -124,13 +128,15 @@ def start(K, M, kind, *, N=10_000, seed=0, v="ones", v_star="ones") -> OrderPara
 
 
 def linear_eg_star(K, eta, sigma):
-    """Linear network, first layer only: ε_g* = ησ²K / (2(2 − ηK)) (stable for ηK < 2)."""
+    """Linear network, first layer only: ε_g* = ησ²K / (2(2 − ηK)); vectorised over K
+    (:func:`tsode.asymptotics.linear_eg_star` evaluated on real K, for plotting)."""
     K = np.asarray(K, dtype=float)
     return eta * sigma**2 * K / (2 * (2 - eta * K))
 
 
 def erf_eg_star_leading(M, L, eta, sigma):
-    """erf, first layer only, leading order in η: ε_g* ≈ (ησ²/2π)(L + M/√3)."""
+    """erf, first layer only, leading order in η: ε_g* ≈ (ησ²/2π)(L + M/√3); vectorised over L
+    (:func:`tsode.asymptotics.erf_eg_star_leading` on real L, for plotting)."""
     L = np.asarray(L, dtype=float)
     return eta * sigma**2 / (2 * np.pi) * (L + M / np.sqrt(3))
 
@@ -249,25 +255,20 @@ def convergence(mode: str = "full", seed: int = 0) -> Result:
 # ==========================================================================================
 # chapter 2: training the first layer only
 # ==========================================================================================
+@functools.lru_cache(maxsize=None)
 def _ansatz_eg(M, L, eta, sigma):
-    """ε_g* at the erf first-layer fixed point on the set where the extra units coincide."""
-    from . import asymptotics
+    """ε_g* at the exact erf first-layer fixed point on the set where the extra units coincide
+    (:func:`tsode.asymptotics.erf_symmetric_fixed_point`)."""
+    from .asymptotics import erf_symmetric_fixed_point
 
-    return float(asymptotics.erf_symmetric_fixed_point(M, L, eta, sigma).eg)
-
-
-def _ansatz_or_none(M, L, eta, sigma):
-    try:
-        return _ansatz_eg(M, L, eta, sigma)
-    except (ImportError, AttributeError):
-        return None
+    return float(erf_symmetric_fixed_point(M, L, eta, sigma).eg)
 
 
 @functools.lru_cache(maxsize=None)
 def _first_layer_odes(mode: str, act: str, seed: int):
     s = settings("first_layer", mode, act)
     out = {}
-    for L in s["L"]:
+    for L in s.get(f"{act}_ode_L", s["L"]):
         K = s["M"] + L
         state0 = start(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 20, K))
         setup = Setup(act, eta=s["eta"], sigma=s["sigma"])
@@ -285,9 +286,10 @@ def first_layer_curves(mode: str = "full", seed: int = 0) -> Result:
     """
     s = settings("first_layer", mode, "erf")
     trajs = _first_layer_odes(mode, "erf", seed)
-    ans = {L: _ansatz_or_none(s["M"], L, s["eta"], s["sigma"]) for L in s["L"]}
-    return Result(trajectories=trajs, eg_ansatz={L: e for L, e in ans.items() if e is not None},
-                  M=s["M"], eta=s["eta"], sigma=s["sigma"], alpha_read=s["alpha_read"], settings=s)
+    ans = {L: _ansatz_eg(s["M"], L, s["eta"], s["sigma"]) for L in s["L"]}
+    return Result(trajectories=trajs, eg_ansatz=ans, M=s["M"], eta=s["eta"], sigma=s["sigma"],
+                  alpha_read=s["alpha_read"],
+                  eg_read={L: float(t.eg[-1]) for L, t in trajs.items()}, settings=s)
 
 
 @_timed
@@ -298,9 +300,8 @@ def first_layer_final(mode: str = "full", seed: int = 0) -> Result:
     s_erf = settings("first_layer", mode, "erf")
     M, eta, sigma, Ls = s_erf["M"], s_erf["eta"], s_erf["sigma"], s_erf["L"]
     erf_odes = _first_layer_odes(mode, "erf", seed)
-    ans = [_ansatz_or_none(M, L, eta, sigma) for L in Ls]
     erf = dict(ode=np.array([erf_odes[L].eg[-1] for L in Ls]), alpha=s_erf["alpha_read"],
-               ansatz=None if None in ans else np.array(ans),
+               ansatz=np.array([_ansatz_eg(M, L, eta, sigma) for L in Ls]),
                leading=lambda L: erf_eg_star_leading(M, L, eta, sigma))
     s_lin = settings("first_layer", mode, "linear")
     lin_odes = _first_layer_odes(mode, "linear", seed)
@@ -314,27 +315,22 @@ def first_layer_final(mode: str = "full", seed: int = 0) -> Result:
 def _first_layer_relu(mode, seed):
     """ReLU, first layer only: ODE (when the exact I4 is available) and reduced SGD."""
     s = settings("first_layer", mode, "relu")
-    out = dict(alpha=s["alpha_read"], N=s["relu_N"], ode=None, sgd_mean=None, sgd_err=None)
-    try:
-        odes = _first_layer_odes(mode, "relu", seed)
-        out["ode"] = np.array([odes[L].eg[-1] for L in s["L"]])
-    except ImportError:
-        pass
-    try:
-        means, errs = [], []
-        for L in s["L"]:
-            K = s["M"] + L
-            state0 = start(K, s["M"], "small", N=10_000, seed=_seed(seed, 20, K))
-            setup = Setup("relu", eta=s["eta"], sigma=s["sigma"])
-            a = s["relu_sgd_alpha"]
-            tr = _sim(state0, setup, s["relu_N"], a, engine="reduced", seed=_seed(seed, 21, K),
-                      n_runs=s["relu_runs"], alphas=np.linspace(0.8 * a, a, 11))
-            per_run = np.atleast_2d(tr.eg).mean(axis=1)  # time average over the last 20 %
-            means.append(per_run.mean())
-            errs.append(per_run.std(ddof=1) / np.sqrt(per_run.size))
-        out.update(sgd_mean=np.array(means), sgd_err=np.array(errs), sgd_alpha=s["relu_sgd_alpha"])
-    except ImportError:
-        pass
+    odes = _first_layer_odes(mode, "relu", seed)
+    out = dict(alpha=s["alpha_read"], N=s["relu_N"], ode_L=list(odes), eta=s["eta"],
+               ode=np.array([odes[L].eg[-1] for L in odes]))
+    means, errs = [], []
+    for L in s["L"]:
+        K = s["M"] + L
+        state0 = start(K, s["M"], "small", N=10_000, seed=_seed(seed, 20, K))
+        setup = Setup("relu", eta=s["eta"], sigma=s["sigma"])
+        a = s["relu_sgd_alpha"]
+        tr = _sim(state0, setup, s["relu_N"], a, engine="reduced", seed=_seed(seed, 21, K),
+                  n_runs=s["relu_runs"], alphas=np.linspace(0.8 * a, a, 11))
+        per_run = np.atleast_2d(tr.eg).mean(axis=1)  # time average over the last 20 %
+        means.append(per_run.mean())
+        errs.append(per_run.std(ddof=1) / np.sqrt(per_run.size))
+    out.update(sgd_mean=np.array(means), sgd_err=np.array(errs), sgd_alpha=s["relu_sgd_alpha"],
+               runs=s["relu_runs"])
     return out
 
 
@@ -346,7 +342,8 @@ def collapse(mode: str = "full") -> Result:
     for eta, sigma in s["eta_sigma"]:
         ratio[(eta, sigma)] = np.array(
             [_ansatz_eg(s["M"], L, eta, sigma) / (eta * sigma**2) for L in s["L"]])
-    return Result(L=list(s["L"]), M=s["M"], ratio=ratio, settings=s)
+    return Result(L=list(s["L"]), M=s["M"], ratio=ratio, settings=s,
+                  leading=[(L + s["M"] / np.sqrt(3)) / (2 * np.pi) for L in s["L"]])
 
 
 @_timed
@@ -358,6 +355,8 @@ def slow_mode(mode: str = "full", seed: int = 0) -> Result:
     """
     s = settings("slow_mode", mode)
     K, M = s["K"], s["M"]
+    # extra_norm: (T, n_extra) norms Q_kk of the extra units; alpha_anti: first time at which the
+    # first pair of extra units has correlation < -0.99
     state0 = start(K, M, s["kind"], N=10_000, seed=_seed(seed, 20, K))
     setup = Setup("erf", eta=s["eta"], sigma=s["sigma"])
     alphas = np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_max"], 400)])
@@ -372,7 +371,16 @@ def slow_mode(mode: str = "full", seed: int = 0) -> Result:
     corr = np.stack([tr.Q[:, k, l] / (d[:, k] * d[:, l]) for k, l in pairs], axis=1) if pairs \
         else np.zeros((tr.alpha.size, 0))
     i4 = int(np.argmin(np.abs(tr.alpha - 1e4)))
-    return Result(trajectory=tr, K=K, M=M, eta=s["eta"], sigma=s["sigma"],
-                  eg_ansatz=_ansatz_or_none(M, K - M, s["eta"], s["sigma"]),
+    from .asymptotics import erf_symmetric_fixed_point
+
+    fp = erf_symmetric_fixed_point(M, K - M, s["eta"], s["sigma"])
+    a, e = tr.alpha[-20:], tr.eg[-20:]
+    exponent = float(np.polyfit(np.log(a), np.log(e), 1)[0])  # d ln eg / d ln alpha at the end
+    i_pair = int(np.argmax(corr[:, 0] < -0.99)) if pairs and (corr[:, 0] < -0.99).any() else None
+    return Result(trajectory=tr, K=K, M=M, eta=s["eta"], sigma=s["sigma"], extra=extra,
+                  extra_norm=np.stack([tr.Q[:, k, k] for k in extra], axis=1) if extra else None,
+                  alpha_anti=None if i_pair is None else float(tr.alpha[i_pair]),
+                  eg_ansatz=float(fp.eg), ansatz_max_real=fp.max_real,
+                  ansatz_n_unstable=fp.n_unstable, end_exponent=exponent,
                   extra_pairs=pairs, extra_corr=corr, alpha_max=s["alpha_max"],
                   eg_1e4=float(tr.eg[i4]), eg_end=float(tr.eg[-1]), settings=s)

@@ -169,6 +169,16 @@ def heatmap(ax, A, *, vmax=None, title=None, xlabel=None, ylabel=None, annotate=
     return im
 
 
+def _sci(x) -> str:
+    """A number for mathtext: 1000 -> '10^{3}', 300 -> '300', 2e5 -> '2\\times10^{5}'."""
+    x = float(x)
+    if x <= 0 or 1e-2 <= x < 1e3:
+        return f"{x:g}"
+    e = int(np.floor(np.log10(x) + 1e-12))
+    m = x / 10**e
+    return f"10^{{{e}}}" if abs(m - 1) < 1e-9 else f"{m:g}\\times10^{{{e}}}"
+
+
 def _positive(y, floor=1e-300):
     """Values for a log axis (exact zeros or rounding negatives become the floor)."""
     return np.maximum(np.asarray(y, dtype=float), floor)
@@ -261,30 +271,28 @@ def fig_first_layer_final(res):
     L = np.asarray(res.L)
     # erf
     e = res.erf
-    ode_line(a, L, e["ode"], f"ODE at $\\alpha={e['alpha']:.0e}$", ACT_COLORS["erf"], marker="o")
+    ode_line(a, L, e["ode"], f"ODE at $\\alpha={_sci(e['alpha'])}$", ACT_COLORS["erf"], marker="o")
     if e.get("ansatz") is not None:
         reference_line(a, L, e["ansatz"], "symmetric fixed point (exact)", "k", ls="--")
     Lf = np.linspace(L.min(), L.max(), 50)
     reference_line(a, Lf, e["leading"](Lf), r"$\frac{\eta\sigma^2}{2\pi}(L + M/\sqrt{3})$", "0.5", ls=":")
-    label(a, "L", "eg_star", title="(a) erf")
+    label(a, "L", "eg_star", title=f"(a) erf ($\\eta={res.eta:g}$)")
     a.legend()
     # linear
     li = res.linear
-    ode_line(b, L, li["ode"], f"ODE at $\\alpha={li['alpha']:.0e}$", ACT_COLORS["linear"], marker="o")
+    ode_line(b, L, li["ode"], f"ODE at $\\alpha={_sci(li['alpha'])}$", ACT_COLORS["linear"], marker="o")
     reference_line(b, Lf, li["exact"](Lf), r"$\eta\sigma^2 K / (2(2-\eta K))$", "k")
-    label(b, "L", "eg_star", title="(b) linear")
+    label(b, "L", "eg_star", title=f"(b) linear ($\\eta={res.eta:g}$)")
     b.legend()
     # relu
     r = res.relu
-    if r is not None:
-        if r.get("ode") is not None:
-            ode_line(c, L, r["ode"], f"ODE at $\\alpha={r['alpha']:.0e}$", ACT_COLORS["relu"],
-                     marker="o")
-        if r.get("sgd_mean") is not None:
-            sgd_points(c, L, r["sgd_mean"], r["sgd_err"], f"SGD ($N={r['N']}$)", ACT_COLORS["relu"],
-                       "s")
-        c.legend()
-    label(c, "L", "eg_star", title="(c) ReLU")
+    ode_line(c, r["ode_L"], r["ode"], f"ODE at $\\alpha={_sci(r['alpha'])}$", ACT_COLORS["relu"],
+             marker="o")
+    sgd_points(c, L, r["sgd_mean"], r["sgd_err"],
+               f"SGD ($N={r['N']}$, {r['runs']} runs, $\\alpha\\approx{_sci(r['sgd_alpha'])}$)",
+               "k", "s")
+    c.legend()
+    label(c, "L", "eg_star", title=f"(c) ReLU ($\\eta={r['eta']:g}$)")
     for ax in axes:
         ax.set_xticks(L)
         ax.set_ylim(bottom=0)
@@ -308,21 +316,24 @@ def fig_collapse(res):
 
 
 def fig_slow_mode(res):
-    """Long integration for L >= 2: ε_g drifts below the symmetric fixed point."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    """Long integration for L >= 2: ε_g, the correlation and the norms of the extra units."""
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.6))
     tr = res.trajectory
     ode_line(a, tr.alpha[1:], _positive(tr.eg[1:]), "ODE from random initialisation", COLORS[0])
-    if res.eg_ansatz is not None:
-        a.axhline(res.eg_ansatz, color="k", ls="--", lw=1.2, label="symmetric fixed point")
+    a.axhline(res.eg_ansatz, color="k", ls="--", lw=1.2, label="symmetric fixed point")
     label(a, "alpha", "eg", logx=True, logy=True, title=f"(a) erf, $K={res.K}$, $M={res.M}$")
-    a.legend()
-    M, K = res.M, res.K
+    a.legend(loc="upper right")
     for j, (k, l) in enumerate(res.extra_pairs):
-        ode_line(b, tr.alpha, res.extra_corr[:, j], f"units {k + 1}, {l + 1}", COLORS[j % 8])
-    label(b, "alpha", r"correlation $Q_{kl}/\sqrt{Q_{kk}Q_{ll}}$ of extra units", logx=True,
-          title="(b) the extra units pair up with opposite signs")
+        ode_line(b, tr.alpha, res.extra_corr[:, j], f"units {k + 1}, {l + 1}", COLORS[(j + 1) % 8])
+    label(b, "alpha", r"$Q_{kl}/\sqrt{Q_{kk}Q_{ll}}$", logx=True,
+          title="(b) correlation of the extra units")
     b.set_ylim(-1.05, 1.05)
     b.legend()
+    for j, k in enumerate(res.extra):
+        ode_line(c, tr.alpha[1:], res.extra_norm[1:, j], f"$Q_{{{k + 1}{k + 1}}}$", COLORS[(j + 1) % 8])
+    label(c, "alpha", r"norm$^2$ $Q_{kk}$ of the extra units", logx=True, logy=True,
+          title="(c) the anti-aligned pair grows")
+    c.legend()
     return fig
 
 
@@ -352,7 +363,7 @@ def fig_both_layers_final(res):
     fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.7), squeeze=False)
     for ax, act in zip(axes[0], acts):
         K = np.asarray(res.K)
-        ode_line(ax, K, res.ode[act], f"ODE at $\\alpha={res.alpha_read[act]:.0e}$",
+        ode_line(ax, K, res.ode[act], f"ODE at $\\alpha={_sci(res.alpha_read[act])}$",
                  ACT_COLORS[act], marker="o")
         if act in res.sgd_mean:
             sgd_points(ax, K, res.sgd_mean[act], res.sgd_err[act], f"SGD ($N={res.N}$)",
