@@ -1,0 +1,270 @@
+"""The book: committed notebooks are clean full-mode executions, the runner tidies, the HTML builds
+with -W and renders offline in headless Chromium (typeset maths, no raw TeX, figures load).
+
+The build test takes ~10-30 s plus ~3 s per page in Chromium. It needs the Debian package
+``chromium`` (installed by .ci/run); without it the test is skipped locally and fails under CI
+(environment variable ``CI`` set).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tsode import book
+
+ROOT = book.ROOT
+CHAPTERS = book.chapters()
+CHAPTER_IDS = [p.stem for p in CHAPTERS]
+
+
+def _read(path):
+    return nbformat.read(str(path), as_version=4)
+
+
+# ------------------------------------------------------------------------------------------
+# static checks of the committed notebooks
+# ------------------------------------------------------------------------------------------
+def test_four_chapters_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = re.findall(r"file:\s*book/(\d\d_\w+)", toc)
+    assert listed == CHAPTER_IDS
+    assert len(CHAPTERS) == 4
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=CHAPTER_IDS)
+def test_notebook_executed_in_full_mode(path):
+    nb = _read(path)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1, "executed by the runner: one injected-parameters cell"
+    cell = injected[0]
+    assert cell.id == book.INJECTED_ID
+    assert "hide-cell" in cell.metadata["tags"]
+    assert nb.cells.index(cell) == nb.cells.index(params[0]) + 1
+    values = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+    assert values.get("mode") == "full", f"committed outputs must come from the full mode: {values}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=CHAPTER_IDS)
+def test_notebook_outputs_are_clean(path):
+    nb = _read(path)
+    assert "papermill" not in nb.metadata
+    counts = []
+    for cell in nb.cells:
+        assert "papermill" not in cell.metadata and "execution" not in cell.metadata, cell.id
+        if cell.cell_type != "code":
+            continue
+        assert cell.execution_count is not None, f"cell {cell.id} was not executed"
+        counts.append(cell.execution_count)
+        for out in cell.outputs:
+            assert out.output_type != "error", f"{cell.id}: {out.get('ename')}: {out.get('evalue')}"
+            if out.output_type == "stream":
+                assert out.name == "stdout", f"{cell.id} wrote to stderr: {out.text[:200]!r}"
+            text = out.get("data", {}).get("text/plain", "") if "data" in out else ""
+            assert "<matplotlib." not in text and "Text(" not in text, (
+                f"{cell.id} displays a matplotlib artist; end the cell with plt.show()")
+            png = out.get("data", {}).get("image/png") if "data" in out else None
+            if png:
+                assert b"Matplotlib version" not in base64.b64decode(png), cell.id
+    assert counts == list(range(1, len(counts) + 1)), "cells executed once, in order"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=CHAPTER_IDS)
+def test_checked_cells_print_numbers(path):
+    nb = _read(path)
+    checked = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
+    assert checked, "every chapter has cells whose printed numbers nbval compares"
+    for cell in checked:
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        assert re.search(r"\d", text), f"{cell.id} prints no number"
+        assert all(o.output_type == "stream" for o in cell.outputs), (
+            f"{cell.id}: checked cells print text only (no display data, no glue)")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=CHAPTER_IDS)
+def test_runner_output_is_a_fixed_point_of_tidy(path):
+    nb = _read(path)
+    before = nbformat.writes(nb)
+    assert nbformat.writes(book.tidy(nb)) == before
+    assert (path.read_text() == before + "\n") or (path.read_text() == before)
+
+
+# ------------------------------------------------------------------------------------------
+# the runner
+# ------------------------------------------------------------------------------------------
+def _png_with_text():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def test_strip_png_text_removes_software_chunk():
+    raw = _png_with_text()
+    assert b"Matplotlib version" in raw
+    clean = book._strip_png_text(raw)
+    assert b"Matplotlib version" not in clean and b"tEXt" not in clean
+    assert clean.startswith(b"\x89PNG") and clean.endswith(raw[-12:])
+    from PIL import Image  # matplotlib depends on pillow
+
+    assert Image.open(io.BytesIO(clean)).size == Image.open(io.BytesIO(raw)).size
+
+
+def test_tidy_fixes_injected_cell_and_strips_metadata():
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("mode = 'full'", metadata={"tags": ["parameters"]})
+    inj = nbformat.v4.new_code_cell("mode = 'fast'", metadata={
+        "tags": ["injected-parameters"], "papermill": {"duration": 1.0},
+        "execution": {"iopub.execute_input": "2026-01-01"}})
+    img = nbformat.v4.new_output("display_data", data={
+        "image/png": base64.b64encode(_png_with_text()).decode()})
+    fig = nbformat.v4.new_code_cell("plot()", outputs=[img])
+    nb.cells = [p, inj, fig]
+    nb.metadata["papermill"] = {"start_time": "now"}
+    book.tidy(nb)
+    assert "papermill" not in nb.metadata
+    assert inj.id == "injected-parameters" and inj.metadata["tags"] == ["injected-parameters", "hide-cell"]
+    assert "papermill" not in inj.metadata and "execution" not in inj.metadata
+    assert b"Matplotlib" not in base64.b64decode(fig.outputs[0]["data"]["image/png"])
+    assert book.problems(nb) == []
+    nb.cells[2].outputs.append(nbformat.v4.new_output("stream", name="stderr", text="warning"))
+    assert book.problems(nb)
+
+
+def test_resolve_chapters():
+    assert book.resolve("1") == CHAPTERS[0]
+    assert book.resolve(CHAPTERS[1].stem) == CHAPTERS[1]
+    with pytest.raises(SystemExit):
+        book.resolve("99")
+
+
+def test_console_script_lists_chapters():
+    out = subprocess.run([sys.executable, "-m", "tsode", "book", "list"], capture_output=True,
+                         text=True, cwd=ROOT, check=True).stdout.split()
+    assert out == CHAPTER_IDS
+
+
+# ------------------------------------------------------------------------------------------
+# the HTML book, offline, in headless Chromium
+# ------------------------------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+
+_PROBE = """<!DOCTYPE html><html><body><pre id="result">pending</pre>
+<iframe id="f" src="{page}" width="1200" height="900"></iframe>
+<script>
+document.getElementById("f").addEventListener("load", function () {{
+  setTimeout(function () {{
+    var out = [];
+    try {{
+      var doc = document.getElementById("f").contentDocument;
+      var imgs = doc.querySelectorAll("img");
+      for (var i = 0; i < imgs.length; i++) {{
+        var ok = imgs[i].complete && imgs[i].naturalWidth > 0;
+        out.push((ok ? "IMG-OK " : "IMG-BROKEN ") + imgs[i].getAttribute("src"));
+      }}
+      out.push("MJX " + doc.querySelectorAll("mjx-container").length);
+    }} catch (e) {{ out.push("PROBE-ERROR " + e); }}
+    document.getElementById("result").textContent = out.join("\\n");
+  }}, 1500);
+}});
+</script></body></html>
+"""
+
+
+def _chromium_dom(url: str, budget_ms: int = 8000) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-background-networking", "--allow-file-access-from-files",
+               f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+               "--dump-dom", url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+
+
+def _visible_text(html: str) -> str:
+    """Page text outside scripts, styles, code blocks and typeset maths."""
+    for tag in ("script", "style", "pre", "code", "textarea", "mjx-container", "mjx-assistive-mml"):
+        html = re.sub(rf"<{tag}\b.*?</{tag}>", " ", html, flags=re.S | re.I)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    if shutil.which("jupyter-book") is None:
+        pytest.skip("jupyter-book is not installed")
+    out = tmp_path_factory.mktemp("book")
+    proc = subprocess.run(
+        ["jupyter-book", "build", str(ROOT), "--all", "-W", "--keep-going",
+         "--path-output", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line]
+    assert proc.returncode == 0 and not warnings, "\n".join(warnings) or log[-3000:]
+    return out / "_build" / "html"
+
+
+def test_book_builds_with_W(built_book):
+    pages = sorted(p.relative_to(built_book).as_posix() for p in (built_book / "book").glob("*.html"))
+    assert pages == sorted(f"book/{s}.html" for s in ["intro", "references", *CHAPTER_IDS])
+    assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax is bundled"
+    for page in pages:
+        html = (built_book / page).read_text()
+        assert "cdn.jsdelivr.net" not in html and "mathjax@" not in html, f"{page} loads a CDN"
+
+
+def test_pages_render_offline_in_chromium(built_book):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed")
+    pages = sorted((built_book / "book").glob("*.html")) + [built_book / "genindex.html"]
+    problems = []
+    for page in pages:
+        rel = page.relative_to(built_book).as_posix()
+        dom = _chromium_dom(page.as_uri())
+        if "<body" not in dom:
+            problems.append(f"{rel}: chromium returned no DOM")
+            continue
+        text = _visible_text(dom)
+        for raw in ("$$", "\\(", "\\[", "\\begin{"):
+            if raw in text:
+                problems.append(f"{rel}: raw TeX {raw!r} left in the page")
+        if re.search(r"\$[^$\s][^$]{0,200}\$", text):
+            problems.append(f"{rel}: inline $...$ left in the page")
+        probe = built_book / f"_probe_{page.stem}.html"
+        probe.write_text(_PROBE.format(page=rel))
+        result = re.search(r'<pre id="result">(.*?)</pre>', _chromium_dom(probe.as_uri()), re.S)
+        lines = result.group(1).split("\n") if result else ["PROBE-ERROR no result"]
+        problems += [f"{rel}: {line}" for line in lines if "BROKEN" in line or "ERROR" in line
+                     or line == "pending"]
+        n_mjx = int(next((line.split()[1] for line in lines if line.startswith("MJX")), 0))
+        n_img = sum(line.startswith("IMG-OK") for line in lines)
+        if page.stem in CHAPTER_IDS or page.stem == "intro":
+            if n_mjx == 0:
+                problems.append(f"{rel}: no typeset maths (mjx-container)")
+        if page.stem in CHAPTER_IDS and n_img == 0:
+            problems.append(f"{rel}: no figures")
+    assert not problems, "\n".join(problems)
