@@ -463,7 +463,7 @@ def test_indexed_closed_forms_in_high_precision():
     """Every repeated-index tuple (i ≤ k, a ≤ b) of the near-singular covariances, and pairs
     within 1e-10 … 1e-15 of (anti-)parallel: the kernel equals its closed forms evaluated in
     40-digit arithmetic to ~1e-15 (no cancellation or division by vanishing quantities)."""
-    mp = pytest.importorskip("mpmath")
+    import mpmath as mp
     mp.mp.dps = 40
     covs = [C for name, C in FIELD_COVARIANCES if name in HARD or name.startswith("near")]
     rng = np.random.default_rng(13)
