@@ -151,6 +151,9 @@ def _execute(src: Path, dest: Path, parameters: dict) -> tuple[float, list[str]]
         err.append(f"(the executed notebook is in {failed})")
     else:
         nbformat.write(nb, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
         os.replace(tmp, dest)
     return seconds, err
 

@@ -43,8 +43,7 @@ __all__ = [
     "slow_mode",
     "both_layers_curves",
     "both_layers_final",
-    "fixed_point_maps",
-    "spectra",
+    "fixed_points",
     "linear_eg_star",
     "erf_eg_star_leading",
 ]
@@ -89,6 +88,30 @@ SETTINGS: dict[str, dict] = {
         common=dict(M=2, L=[0, 1, 2, 3, 4],
                     eta_sigma=[(0.02, 0.1), (0.05, 0.1), (0.1, 0.1), (0.2, 0.1), (0.1, 0.5),
                                (0.2, 0.5)]),
+        fast=dict(),
+        full=dict(),
+    ),
+    "both_layers": dict(
+        common=dict(M=2, sigma=0.1, sgd_K=[2, 4], n_points=12),
+        erf=dict(K=[2, 3, 4, 6], kind="random", eta=0.1, alpha_read=1e6),
+        relu=dict(K=[2, 3, 4, 5], kind="small", eta=0.1, alpha_read=1e4),
+        linear=dict(K=[2, 3, 4, 6], kind="small", eta=0.1, alpha_read=1e5),
+        fast=dict(N=500, runs=4, alpha_sgd=300.0),
+        full=dict(N=1000, runs=8, alpha_sgd=1000.0),
+    ),
+    "fixed_points": dict(
+        # (activation, layers) -> (initialisation, eta, alpha of the integration, polish?)
+        # polish: True = Newton from the end state; False = no fixed point, keep the end state;
+        # "symmetric" = slow mode (chapter 2): keep the end state, spectrum of the symmetric
+        # fixed point (erf_symmetric_fixed_point), which is unstable
+        common=dict(K=4, M=2, sigma=0.1, cases=[
+            ("erf", "first", "random", 0.1, 1e4, "symmetric"),
+            ("erf", "both", "random", 0.1, 1e6, True),
+            ("relu", "first", "small", 0.2, 1e3, True),
+            ("relu", "both", "small", 0.1, 1e4, True),
+            ("linear", "first", "small", 0.1, 1e4, True),
+            ("linear", "both", "small", 0.1, 1e5, False),  # no finite fixed point
+        ]),
         fast=dict(),
         full=dict(),
     ),
@@ -384,3 +407,120 @@ def slow_mode(mode: str = "full", seed: int = 0) -> Result:
                   ansatz_n_unstable=fp.n_unstable, end_exponent=exponent,
                   extra_pairs=pairs, extra_corr=corr, alpha_max=s["alpha_max"],
                   eg_1e4=float(tr.eg[i4]), eg_end=float(tr.eg[-1]), settings=s)
+
+
+# ==========================================================================================
+# chapter 3: training both layers
+# ==========================================================================================
+def _denoiser_eg(K, M, eta, sigma):
+    from .asymptotics import denoising_fixed_point
+
+    return float(denoising_fixed_point(K, M, eta, eta, sigma).eg)
+
+
+@_timed
+def both_layers(mode: str = "full", seed: int = 0, activations=("erf", "relu", "linear")) -> Result:
+    """Both layers trained (η_v = η), teacher v* = 1, student v = 1 initially.
+
+    For each activation and K: the ODE from the chapter's initialisation up to ``alpha_read``
+    (erf: large, ReLU and linear: small), reduced SGD (mean over runs) for K in ``sgd_K`` up to
+    ``alpha_sgd``, and for erf the denoising fixed points (:func:`tsode.asymptotics.
+    denoising_fixed_point`). Returns ``trajectories[act][K]``, ``sgd[act][K]``, ``K[act]``,
+    ``ode[act]`` (ε_g at alpha_read), ``ode_at_sgd[act]`` (ε_g of the ODE at alpha_sgd),
+    ``sgd_mean[act]``/``sgd_err[act]`` (at alpha_sgd, mean ± s.e. over runs, K in sgd_K),
+    ``fixed_points`` {"erf": ε_g* of the denoisers}, ``alpha_read``, ``alpha_sgd``.
+    """
+    res = Result(trajectories={}, sgd={}, K={}, ode={}, ode_at_sgd={}, sgd_mean={}, sgd_err={},
+                 fixed_points={}, alpha_read={}, final_v={}, settings={})
+    for act in activations:
+        s = settings("both_layers", mode, act)
+        M, a_sgd = s["M"], s["alpha_sgd"]
+        setup = Setup(act, eta=s["eta"], eta_v=s["eta"], sigma=s["sigma"])
+        res.settings[act] = s
+        res.K[act] = list(s["K"])
+        res.alpha_read[act] = s["alpha_read"]
+        res.trajectories[act], res.sgd[act] = {}, {}
+        alphas = np.unique(np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_read"], 300), [a_sgd]]))
+        alphas_sgd = np.concatenate([[0.0], np.geomspace(1.0, a_sgd, s["n_points"])])
+        for K in s["K"]:
+            state0 = start(K, M, s["kind"], N=10_000, seed=_seed(seed, 30, K))
+            tr = integrate(state0, setup, s["alpha_read"], alphas=alphas)
+            res.trajectories[act][K] = tr
+            if K in s["sgd_K"]:
+                res.sgd[act][K] = _sim(state0, setup, s["N"], a_sgd, engine="reduced",
+                                       seed=_seed(seed, 31, K), n_runs=s["runs"],
+                                       alphas=alphas_sgd)
+        trs = res.trajectories[act]
+        res.ode[act] = np.array([trs[K].eg[-1] for K in s["K"]])
+        i_sgd = int(np.argmin(np.abs(alphas - a_sgd)))
+        res.ode_at_sgd[act] = np.array([trs[K].eg[i_sgd] for K in s["K"]])
+        res.final_v[act] = {K: trs[K].v[-1].copy() for K in s["K"]}
+        end = {K: np.atleast_2d(t.eg)[:, -1] for K, t in res.sgd[act].items()}
+        res.sgd_mean[act] = np.array([end[K].mean() for K in s["sgd_K"]])
+        res.sgd_err[act] = np.array([end[K].std(ddof=1) / np.sqrt(end[K].size) for K in s["sgd_K"]])
+        if act == "erf":
+            res.fixed_points[act] = np.array([_denoiser_eg(K, M, s["eta"], s["sigma"]) for K in s["K"]])
+    any_s = next(iter(res.settings.values()))
+    res.sgd_K, res.N, res.runs, res.alpha_sgd = any_s["sgd_K"], any_s["N"], any_s["runs"], any_s["alpha_sgd"]
+    return res
+
+
+# ==========================================================================================
+# chapter 4: activation-dependent fixed points
+# ==========================================================================================
+@_timed
+def fixed_points(mode: str = "full", seed: int = 0) -> Result:
+    """The states SGD's ODE ends in, for each activation and training mode (K = 4, M = 2).
+
+    Each case integrates the ODE from the initialisation of chapters 2 and 3 (same seeds) and,
+    where a fixed point exists, polishes the end state with :func:`tsode.asymptotics.fixed_point`
+    (damped Newton, reported honestly when it does not converge). Returns, keyed by the case name
+    ("erf, first layer", ...): ``states`` (OrderParameters), ``eg``, ``converged`` (None when no
+    polishing was attempted), ``eigenvalues`` (Jacobian of the drift at the state),
+    ``n_unstable``, ``n_soft``, ``descriptions`` (:func:`tsode.asymptotics.describe`), ``alpha``.
+    """
+    from .asymptotics import describe, erf_symmetric_fixed_point, fixed_point, stability
+
+    s = settings("fixed_points", mode)
+    K, M = s["K"], s["M"]
+    res = Result(states={}, eg={}, converged={}, eigenvalues={}, soft_tol={}, n_unstable={},
+                 n_soft={}, descriptions={}, alpha={}, messages={}, spectrum_of={}, settings=s,
+                 K=K, M=M)
+    for act, layers, kind, eta, alpha, polish in s["cases"]:
+        name = f"{act}, {layers} layer" + ("s" if layers == "both" else "")
+        setup = Setup(act, eta=eta, eta_v=eta if layers == "both" else 0.0, sigma=s["sigma"])
+        salt = (20, K) if layers == "first" else (30, K)
+        state0 = start(K, M, kind, N=10_000, seed=_seed(seed, *salt))
+        tr = integrate(state0, setup, alpha, alphas=np.array([0.0, alpha]))
+        state = tr.final
+        res.alpha[name] = alpha
+        res.converged[name] = None
+        if polish is True:
+            fp = fixed_point(state, setup, raise_on_failure=False)
+            res.converged[name] = bool(fp.converged)
+            res.messages[name] = fp.message
+            if fp.converged:
+                state = fp.state
+                ev, soft_tol = fp.eigenvalues, fp.soft_tol
+                res.spectrum_of[name] = "fixed point"
+            else:
+                ev, soft_tol = stability(state, setup)
+                res.spectrum_of[name] = f"end of the integration (Newton did not converge)"
+        elif polish == "symmetric":
+            fp = erf_symmetric_fixed_point(M, K - M, eta, s["sigma"])
+            ev, soft_tol = fp.eigenvalues, fp.soft_tol
+            res.spectrum_of[name] = "symmetric fixed point"
+            res.messages[name] = f"slow mode: state at alpha = {alpha:g}; spectrum of {fp}"
+        else:
+            ev, soft_tol = stability(state, setup)
+            res.spectrum_of[name] = "end of the integration (no fixed point)"
+        ev = np.asarray(ev)
+        res.states[name] = state
+        res.eg[name] = generalisation_error(state, act)
+        res.eigenvalues[name] = ev
+        res.soft_tol[name] = float(soft_tol)
+        res.n_unstable[name] = int(np.sum(ev.real >= soft_tol))
+        res.n_soft[name] = int(np.sum(np.abs(ev.real) < soft_tol))
+        res.descriptions[name] = describe(state)
+    res.linthresh = 1e-6  # |Re λ| below this is drawn on the linear part of the symlog axis
+    return res

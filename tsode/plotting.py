@@ -276,6 +276,8 @@ def fig_first_layer_final(res):
         reference_line(a, L, e["ansatz"], "symmetric fixed point (exact)", "k", ls="--")
     Lf = np.linspace(L.min(), L.max(), 50)
     reference_line(a, Lf, e["leading"](Lf), r"$\frac{\eta\sigma^2}{2\pi}(L + M/\sqrt{3})$", "0.5", ls=":")
+    for ax in axes:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     label(a, "L", "eg_star", title=f"(a) erf ($\\eta={res.eta:g}$)")
     a.legend()
     # linear
@@ -341,41 +343,46 @@ def fig_slow_mode(res):
 # chapter 3
 # ------------------------------------------------------------------------------------------
 def fig_both_layers_curves(res):
-    """ε_g(α) with both layers trained, one panel per activation, ODE lines, SGD markers."""
+    """ε_g(α) with both layers trained, one panel per activation: ODE lines, reduced-SGD markers
+    (mean ± s.e. over runs) for some K, dotted: erf denoising fixed points."""
     acts = list(res.trajectories)
-    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.7), squeeze=False)
+    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
     for ax, act in zip(axes[0], acts):
         for i, (K, tr) in enumerate(res.trajectories[act].items()):
             c = COLORS[i % len(COLORS)]
             ode_line(ax, tr.alpha[1:], _positive(tr.eg[1:]), f"$K={K}$", c)
             sim = res.sgd.get(act, {}).get(K)
             if sim is not None:
-                m, s = _sgd_stats(sim.eg)
-                sgd_points(ax, sim.alpha[1:], m[1:], None if s is None else s[1:], None, c)
-        label(ax, "alpha", "eg", logx=True, logy=True, title=act)
-        ax.legend(ncol=2)
+                m, s = _sgd_stats(sim.eg, sem=True)
+                sgd_points(ax, sim.alpha[1:], m[1:], None if s is None else s[1:], None, c, ms=4)
+            if act in res.fixed_points:
+                ax.axhline(res.fixed_points[act][i], color=c, ls=":", lw=1)
+        eta = res.settings[act]["eta"]
+        label(ax, "alpha", "eg", logx=True, logy=True,
+              title=f"{act} ($\\eta=\\eta_v={eta:g}$)")
+        ax.legend(ncol=2, loc="lower left")
     return fig
 
 
 def fig_both_layers_final(res):
-    """ε_g* against K for each activation (ODE lines, SGD markers, denoiser fixed points)."""
+    """ε_g against K with both layers trained: the ODE at alpha_read (erf: with the denoising
+    fixed points and the (M/K) scaling). SGD is compared with the ODE in fig_both_layers_curves."""
     acts = list(res.ode)
-    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.7), squeeze=False)
+    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.6), squeeze=False)
     for ax, act in zip(axes[0], acts):
-        K = np.asarray(res.K)
-        ode_line(ax, K, res.ode[act], f"ODE at $\\alpha={_sci(res.alpha_read[act])}$",
-                 ACT_COLORS[act], marker="o")
-        if act in res.sgd_mean:
-            sgd_points(ax, K, res.sgd_mean[act], res.sgd_err[act], f"SGD ($N={res.N}$)",
-                       ACT_COLORS[act], "s")
+        K = np.asarray(res.K[act])
+        c = ACT_COLORS[act]
+        ode_line(ax, K, res.ode[act], f"ODE at $\\alpha={_sci(res.alpha_read[act])}$", c, marker="o")
         if act in res.fixed_points:
-            reference_line(ax, K, res.fixed_points[act], "denoising fixed point", "k")
+            fp = res.fixed_points[act]
+            reference_line(ax, K, fp, "denoising fixed point", "k", marker="x", ms=6)
             Kf = np.linspace(K.min(), K.max(), 50)
-            reference_line(ax, Kf, res.fixed_points[act][0] * K[0] / Kf,
-                           r"$(M/K)\,\epsilon_g^*(K=M)$", "0.5", ls=":")
-        label(ax, "K", "eg_star", logy=True, title=act)
+            reference_line(ax, Kf, fp[0] * K[0] / Kf, r"$(M/K)\,\epsilon_g^*(K=M)$", "0.5", ls=":")
+        label(ax, "K", "eg", title=act)
         ax.set_xticks(K)
-        ax.legend()
+        ax.set_ylim(0, 1.15 * max(np.max(res.ode[act]), np.max(res.fixed_points.get(act, 0))))
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax.legend(fontsize=8, loc="lower left")
     return fig
 
 
@@ -383,33 +390,46 @@ def fig_both_layers_final(res):
 # chapter 4
 # ------------------------------------------------------------------------------------------
 def fig_fixed_point_maps(res):
-    """Q, R and v at the fixed points, one row per (activation, training mode)."""
+    """Q, R and v at the end states / fixed points, one row per (activation, training mode)."""
     rows = list(res.states.items())
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.3 * len(rows)),
-                             gridspec_kw={"width_ratios": [1.0, 0.6, 0.3]})
+    fig, axes = plt.subplots(len(rows), 3, figsize=(4.6, 1.9 * len(rows)),
+                             gridspec_kw={"width_ratios": [4, 2, 1]}, layout="constrained")
     axes = np.atleast_2d(axes)
     for (name, st), (aq, ar, av) in zip(rows, axes):
         vmax = max(np.abs(st.Q).max(), np.abs(st.R).max())
-        heatmap(aq, st.Q, vmax=vmax, title=f"{name}: $Q$")
-        heatmap(ar, st.R, vmax=vmax, title="$R$")
-        heatmap(av, np.asarray(st.v)[:, None], title="$v$")
+        heatmap(aq, st.Q, vmax=vmax, title="$Q$" if aq is axes[0, 0] else None)
+        heatmap(ar, st.R, vmax=vmax, title="$R$" if ar is axes[0, 1] else None)
+        heatmap(av, np.asarray(st.v)[:, None], vmax=max(1.0, np.abs(st.v).max()),
+                title="$v$" if av is axes[0, 2] else None)
         av.set_xticks([])
-        aq.set_ylabel("student $k$", fontsize=9)
-        ar.set_xlabel("teacher $n$", fontsize=9)
+        aq.set_ylabel(name.replace(", ", "\n"), fontsize=9)
+    axes[-1, 0].set_xlabel("student $l$", fontsize=9)
+    axes[-1, 1].set_xlabel("teacher $n$", fontsize=9)
     return fig
 
 
 def fig_spectra(res):
-    """Eigenvalues of the drift's Jacobian at each fixed point (symlog scale)."""
+    """Real parts of the eigenvalues of the drift's Jacobian (symlog axis): coloured ticks for
+    stable/unstable directions, grey for soft modes (|Re λ| below the soft-mode threshold)."""
     names = list(res.eigenvalues)
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 1.4))
     for i, name in enumerate(names):
         ev = np.real(np.asarray(res.eigenvalues[name]))
-        ax.plot(ev, np.full(ev.shape, i), "|", ms=14, mew=1.6, color=COLORS[i % len(COLORS)])
+        soft = np.abs(ev) < res.soft_tol[name]
+        act = name.split(",")[0]
+        ax.plot(ev[~soft], np.full((~soft).sum(), i), "|", ms=13, mew=1.6, color=ACT_COLORS[act])
+        ax.plot(ev[soft], np.full(soft.sum(), i), "|", ms=13, mew=1.6, color="0.6")
+        ax.text(1.02, i, f"{res.n_soft[name]} soft; max Re $\\lambda$ = {ev.max():.1e}",
+                transform=ax.get_yaxis_transform(), va="center", fontsize=8)
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names)
+    ax.set_yticklabels([f"{n}\n({res.spectrum_of[n]})" for n in names], fontsize=8)
     ax.set_xscale("symlog", linthresh=res.linthresh)
+    lo = -10.0 ** np.ceil(np.log10(max(-min(np.real(e).min() for e in res.eigenvalues.values()), 1e-3)))
+    ax.set_xlim(1.5 * lo, 1e-2)
+    ticks = [t for t in (-1.0, -1e-2, -1e-4, -1e-6, 0.0, 1e-6, 1e-4, 1e-2) if t >= 1.5 * lo]
+    ax.set_xticks(ticks)
     ax.axvline(0, color="k", lw=0.8)
-    label(ax, "Re(eigenvalue) of the Jacobian of the drift")
-    ax.invert_yaxis()
+    ax.grid(True, axis="x")
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    label(ax, r"Re $\lambda$, eigenvalues of the Jacobian of the drift")
     return fig
