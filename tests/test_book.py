@@ -154,6 +154,23 @@ def test_tidy_fixes_injected_cell_and_strips_metadata():
     assert book.problems(nb)
 
 
+def test_notebook_parameters_route_settings_to_overrides():
+    assert book.notebook_parameters("full") == {"mode": "full"}
+    p = book.notebook_parameters("fast", {"seed": 3, "eta": 0.2, "overrides": {"sigma": 0.05}})
+    assert p == {"seed": 3, "mode": "fast", "overrides": {"sigma": 0.05, "eta": 0.2}}
+    with pytest.raises(SystemExit, match="unknown settings"):
+        book.notebook_parameters("full", {"eat": 0.2})
+    with pytest.raises(SystemExit):
+        book.notebook_parameters("medium")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=CHAPTER_IDS)
+def test_parameters_cell_declares_mode_seed_overrides(path):
+    cell = next(c for c in _read(path).cells if "parameters" in c.metadata.get("tags", []))
+    names = {n.targets[0].id for n in ast.parse(cell.source).body if isinstance(n, ast.Assign)}
+    assert names == set(book.NOTEBOOK_PARAMETERS)
+
+
 def test_resolve_chapters():
     assert book.resolve("1") == CHAPTERS[0]
     assert book.resolve(CHAPTERS[1].stem) == CHAPTERS[1]

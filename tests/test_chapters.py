@@ -235,3 +235,11 @@ def test_ch4_fixed_points_and_spectra(fixed_points, first_layer):
     assert res.eigenvalues["erf, both layers"].real.max() < 0, "the denoiser is stable"
     assert res.eigenvalues["erf, first layer"].real.max() > 0, "the symmetric point is not"
     assert res.n_soft["linear, first layer"] > 0
+
+
+def test_overrides_change_the_settings():
+    res = ex.collapse(FAST, overrides={"L": [0, 1], "eta_sigma": [(0.1, 0.1)]})
+    assert res.L == [0, 1] and list(res.ratio) == [(0.1, 0.1)]
+    assert res.ratio[(0.1, 0.1)][1] == pytest.approx(3.694e-4 / 1e-3, abs=rounding(0.3694, 4))
+    with pytest.raises(ValueError, match="unknown settings"):
+        ex.slow_mode(FAST, overrides={"etta": 0.2})

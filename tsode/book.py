@@ -18,6 +18,9 @@ byte-stable when re-run:
   ``_build/failed/``) and the command exits non-zero.
 
 CHAPTER is a number (``1``), a file stem (``01_odes``) or a path; default: all chapters.
+``-p NAME VALUE`` sets a notebook parameter (``seed``) or any setting of the chapter's
+experiments (``eta``, ``sigma``, ``N``, ... — see ``tsode.experiments.SETTINGS``), which the
+runner passes on in the ``overrides`` parameter.
 The full mode with no extra parameters writes the notebooks in place (these are the committed
 outputs); any other run writes to ``_build/notebooks/`` unless ``--output`` is given.
 """
@@ -158,12 +161,37 @@ def _execute(src: Path, dest: Path, parameters: dict) -> tuple[float, list[str]]
     return seconds, err
 
 
-def run(specs=(), mode: str = "full", params: dict | None = None, output: str | None = None) -> int:
-    """Execute chapters; returns the number of failed chapters."""
+#: The parameters of every chapter's ``parameters`` cell.
+NOTEBOOK_PARAMETERS = ("mode", "seed", "overrides")
+
+
+def notebook_parameters(mode: str, params: dict | None = None) -> dict:
+    """Papermill parameters for a run: ``mode``, ``seed``, ``overrides``.
+
+    Any other name (e.g. ``eta``) is a setting of the chapter's experiments
+    (:data:`tsode.experiments.SETTINGS`) and is moved into the ``overrides`` dict; names that no
+    experiment uses are rejected.
+    """
+    from .experiments import check_overrides
+
     if mode not in ("fast", "full"):
         raise SystemExit(f"--mode must be fast or full, got {mode!r}")
     params = dict(params or {})
+    extra = {k: params.pop(k) for k in list(params) if k not in NOTEBOOK_PARAMETERS}
+    overrides = {**dict(params.pop("overrides", None) or {}), **extra}
+    try:
+        overrides = check_overrides(overrides)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     params["mode"] = mode
+    if overrides:
+        params["overrides"] = overrides
+    return params
+
+
+def run(specs=(), mode: str = "full", params: dict | None = None, output: str | None = None) -> int:
+    """Execute chapters; returns the number of failed chapters."""
+    params = notebook_parameters(mode, params)
     nbs = [resolve(s) for s in specs] if specs else chapters()
     if output is not None:
         outdir = Path(output).resolve()

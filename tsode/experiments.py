@@ -34,6 +34,8 @@ __all__ = [
     "SETTINGS",
     "Result",
     "settings",
+    "known_settings",
+    "check_overrides",
     "start",
     "ode_vs_sgd",
     "convergence",
@@ -126,8 +128,13 @@ SETTINGS: dict[str, dict] = {
 }
 
 
-def settings(name: str, mode: str, part: str | None = None) -> dict:
-    """The settings of experiment ``name`` in ``mode`` (and activation/part ``part``)."""
+def settings(name: str, mode: str, part: str | None = None, overrides=None) -> dict:
+    """The settings of experiment ``name`` in ``mode`` (and activation/part ``part``).
+
+    ``overrides`` (a dict or a tuple of (key, value) pairs) replaces the settings of the same
+    name; keys this experiment does not have are ignored (other experiments of the chapter may
+    use them; :func:`check_overrides` rejects keys that no experiment knows).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     spec = SETTINGS[name]
@@ -135,7 +142,29 @@ def settings(name: str, mode: str, part: str | None = None) -> dict:
     if part is not None:
         out.update(spec.get(part, {}))
     out.update(spec[mode])
+    for key, value in dict(overrides or {}).items():
+        if key in out:
+            out[key] = value
     return out
+
+
+def known_settings() -> set:
+    """Every setting name used by some experiment (any part, any mode)."""
+    return {k for spec in SETTINGS.values() for part in spec.values() for k in part}
+
+
+def check_overrides(overrides) -> dict:
+    """``overrides`` as a dict; ValueError for names that no experiment uses."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - known_settings())
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; known: {sorted(known_settings())}")
+    return overrides
+
+
+def _key(overrides) -> tuple:
+    """A hashable, order-independent form of an overrides dict (for caching)."""
+    return tuple(sorted(check_overrides(overrides).items(), key=lambda kv: kv[0]))
 
 
 def _seed(seed, *salt) -> int:
@@ -213,7 +242,7 @@ def _timed(fn):
 # chapter 1: the ODEs and their validity
 # ==========================================================================================
 @_timed
-def ode_vs_sgd(mode: str = "full", activation: str = "erf", seed: int = 0) -> Result:
+def ode_vs_sgd(mode: str = "full", activation: str = "erf", seed: int = 0, overrides=None) -> Result:
     """ε_g(α) and the overlaps: ODE against full and reduced SGD from the same initial state.
 
     erf: K = M = 2 from the "large" initialisation, with the plateau of unspecialised units and
@@ -222,7 +251,7 @@ def ode_vs_sgd(mode: str = "full", activation: str = "erf", seed: int = 0) -> Re
     ``N`` and the key numbers ``eg_ode_end``, ``eg_sgd_end`` (mean of the reduced runs at the
     last time) and ``plateau`` (ODE ε_g at the middle of the plateau, erf only).
     """
-    s = settings("ode_vs_sgd", mode, activation)
+    s = settings("ode_vs_sgd", mode, activation, check_overrides(overrides))
     K, M, N = s["K"], s["M"], s["N"]
     state0 = start(K, M, s["kind"], N=N, seed=_seed(seed, 1))
     setup = Setup(activation, eta=s["eta"], sigma=s["sigma"])
@@ -250,7 +279,7 @@ def ode_vs_sgd(mode: str = "full", activation: str = "erf", seed: int = 0) -> Re
 
 
 @_timed
-def convergence(mode: str = "full", seed: int = 0) -> Result:
+def convergence(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     r"""Convergence of SGD to the ODE: :math:`\langle\sup_\alpha|\epsilon_g^{SGD}-\epsilon_g^{ODE}|\rangle`
     against N with the reduced engine (cost per step independent of N, so N up to 10⁵).
 
@@ -258,7 +287,7 @@ def convergence(mode: str = "full", seed: int = 0) -> Result:
     Returns ``N``, ``dev_mean``, ``dev_err`` (standard error over runs), the fitted log-log
     ``slope`` and ``fit_intercept``.
     """
-    s = settings("convergence", mode)
+    s = settings("convergence", mode, None, check_overrides(overrides))
     K, M = s["K"], s["M"]
     state0 = start(K, M, "random", N=10_000, seed=_seed(seed, 10))
     setup = Setup(s["activation"], eta=s["eta"], sigma=s["sigma"])
@@ -291,8 +320,8 @@ def _ansatz_eg(M, L, eta, sigma):
 
 
 @functools.lru_cache(maxsize=None)
-def _first_layer_odes(mode: str, act: str, seed: int):
-    s = settings("first_layer", mode, act)
+def _first_layer_odes(mode: str, act: str, seed: int, ov: tuple = ()):
+    s = settings("first_layer", mode, act, ov)
     out = {}
     for L in s.get(f"{act}_ode_L", s["L"]):
         K = s["M"] + L
@@ -304,14 +333,15 @@ def _first_layer_odes(mode: str, act: str, seed: int):
 
 
 @_timed
-def first_layer_curves(mode: str = "full", seed: int = 0) -> Result:
+def first_layer_curves(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     """erf, first layer only (v = v* = 1): ε_g(α) for K = M, ..., M + L from the ODE.
 
     Returns ``trajectories`` {L: Trajectory}, ``eg_ansatz`` {L: ε_g* of the symmetric fixed
     point} (when :mod:`tsode.asymptotics` provides it) and the settings.
     """
-    s = settings("first_layer", mode, "erf")
-    trajs = _first_layer_odes(mode, "erf", seed)
+    ov = _key(overrides)
+    s = settings("first_layer", mode, "erf", ov)
+    trajs = _first_layer_odes(mode, "erf", seed, ov)
     ans = {L: _ansatz_eg(s["M"], L, s["eta"], s["sigma"]) for L in s["L"]}
     return Result(trajectories=trajs, eg_ansatz=ans, M=s["M"], eta=s["eta"], sigma=s["sigma"],
                   alpha_read=s["alpha_read"],
@@ -319,29 +349,30 @@ def first_layer_curves(mode: str = "full", seed: int = 0) -> Result:
 
 
 @_timed
-def first_layer_final(mode: str = "full", seed: int = 0) -> Result:
+def first_layer_final(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     """ε_g* against L for erf (ODE, exact symmetric fixed point, leading order), linear (ODE,
     exact formula) and ReLU (ODE and SGD), first layer only.
     """
-    s_erf = settings("first_layer", mode, "erf")
+    ov = _key(overrides)
+    s_erf = settings("first_layer", mode, "erf", ov)
     M, eta, sigma, Ls = s_erf["M"], s_erf["eta"], s_erf["sigma"], s_erf["L"]
-    erf_odes = _first_layer_odes(mode, "erf", seed)
+    erf_odes = _first_layer_odes(mode, "erf", seed, ov)
     erf = dict(ode=np.array([erf_odes[L].eg[-1] for L in Ls]), alpha=s_erf["alpha_read"],
                ansatz=np.array([_ansatz_eg(M, L, eta, sigma) for L in Ls]),
                leading=lambda L: erf_eg_star_leading(M, L, eta, sigma))
-    s_lin = settings("first_layer", mode, "linear")
-    lin_odes = _first_layer_odes(mode, "linear", seed)
+    s_lin = settings("first_layer", mode, "linear", ov)
+    lin_odes = _first_layer_odes(mode, "linear", seed, ov)
     linear = dict(ode=np.array([lin_odes[L].eg[-1] for L in Ls]), alpha=s_lin["alpha_read"],
                   exact=lambda L: linear_eg_star(M + np.asarray(L), eta, sigma))
-    relu = _first_layer_relu(mode, seed)
+    relu = _first_layer_relu(mode, seed, ov)
     return Result(L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
                   settings=s_erf)
 
 
-def _first_layer_relu(mode, seed):
-    """ReLU, first layer only: ODE (when the exact I4 is available) and reduced SGD."""
-    s = settings("first_layer", mode, "relu")
-    odes = _first_layer_odes(mode, "relu", seed)
+def _first_layer_relu(mode, seed, ov=()):
+    """ReLU, first layer only: ODE and reduced SGD."""
+    s = settings("first_layer", mode, "relu", ov)
+    odes = _first_layer_odes(mode, "relu", seed, ov)
     out = dict(alpha=s["alpha_read"], N=s["relu_N"], ode_L=list(odes), eta=s["eta"],
                ode=np.array([odes[L].eg[-1] for L in odes]))
     means, errs = [], []
@@ -361,9 +392,9 @@ def _first_layer_relu(mode, seed):
 
 
 @_timed
-def collapse(mode: str = "full") -> Result:
+def collapse(mode: str = "full", overrides=None) -> Result:
     """ε_g*/(ησ²) against L at the exact erf symmetric fixed point for several (η, σ)."""
-    s = settings("collapse", mode)
+    s = settings("collapse", mode, None, check_overrides(overrides))
     ratio = {}
     for eta, sigma in s["eta_sigma"]:
         ratio[(eta, sigma)] = np.array(
@@ -373,13 +404,13 @@ def collapse(mode: str = "full") -> Result:
 
 
 @_timed
-def slow_mode(mode: str = "full", seed: int = 0) -> Result:
+def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     """erf, first layer only, L = K − M = 2 from random initialisation: a long ODE integration.
 
     Returns the ``trajectory``, the symmetric fixed-point error ``eg_ansatz``, and the
     correlations ``extra_corr`` (T, pairs) between student units that end up unspecialised.
     """
-    s = settings("slow_mode", mode)
+    s = settings("slow_mode", mode, None, check_overrides(overrides))
     K, M = s["K"], s["M"]
     # extra_norm: (T, n_extra) norms Q_kk of the extra units; alpha_anti: first time at which the
     # first pair of extra units has correlation < -0.99
@@ -422,7 +453,8 @@ def _denoiser_eg(K, M, eta, sigma):
 
 
 @_timed
-def both_layers(mode: str = "full", seed: int = 0, activations=("erf", "relu", "linear")) -> Result:
+def both_layers(mode: str = "full", seed: int = 0, overrides=None,
+                activations=("erf", "relu", "linear")) -> Result:
     """Both layers trained (η_v = η), teacher v* = 1, student v = 1 initially.
 
     For each activation and K: the ODE from the chapter's initialisation up to ``alpha_read``
@@ -436,7 +468,7 @@ def both_layers(mode: str = "full", seed: int = 0, activations=("erf", "relu", "
     res = Result(trajectories={}, sgd={}, K={}, ode={}, ode_at_sgd={}, sgd_mean={}, sgd_err={},
                  fixed_points={}, alpha_read={}, final_v={}, final_exponent={}, settings={})
     for act in activations:
-        s = settings("both_layers", mode, act)
+        s = settings("both_layers", mode, act, check_overrides(overrides))
         if act == "relu":
             s["alpha_read"] = s["relu_alpha_read"]
         M, a_sgd = s["M"], s["alpha_sgd"]
@@ -478,7 +510,7 @@ def both_layers(mode: str = "full", seed: int = 0, activations=("erf", "relu", "
 # chapter 4: activation-dependent fixed points
 # ==========================================================================================
 @_timed
-def fixed_points(mode: str = "full", seed: int = 0) -> Result:
+def fixed_points(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     """The states SGD's ODE ends in, for each activation and training mode (K = 4, M = 2).
 
     Each case integrates the ODE from the initialisation of chapters 2 and 3 (same seeds) and,
@@ -490,7 +522,7 @@ def fixed_points(mode: str = "full", seed: int = 0) -> Result:
     """
     from .asymptotics import describe, erf_symmetric_fixed_point, fixed_point, stability
 
-    s = settings("fixed_points", mode)
+    s = settings("fixed_points", mode, None, check_overrides(overrides))
     K, M = s["K"], s["M"]
     res = Result(states={}, eg={}, converged={}, eigenvalues={}, soft_tol={}, n_unstable={},
                  n_soft={}, descriptions={}, alpha={}, messages={}, spectrum_of={}, settings=s,
