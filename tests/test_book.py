@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import nbformat
 import pytest
