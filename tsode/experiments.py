@@ -1,10 +1,10 @@
-r"""The experiments behind the book's figures, one function per figure.
+r"""The experiments behind the book's figures, one function per section of a chapter.
 
-Every function takes ``mode`` (``"fast"`` or ``"full"``) and returns a :class:`Result` holding
-the data of one figure plus its key numbers. The mode is turned into settings here, in
-:data:`SETTINGS`, so that the chapter notebooks stay thin (one call, one figure, one checked
-number) and the regression tests (``tests/test_chapters.py``) can call the very same code in fast
-mode.
+Every function takes ``mode`` (``"fast"`` or ``"full"``), a ``seed`` and ``overrides`` (a dict
+replacing settings by name) and returns a :class:`Result` holding the data of the section's
+figure(s) plus its key numbers. The mode is turned into settings here, in :data:`SETTINGS`, so
+that the chapter notebooks stay thin (one call, one figure, one checked number) and the
+regression tests (``tests/test_chapters.py``) can call the very same code in fast mode.
 
 * ``full`` — the settings of the committed notebooks (the whole book runs in a few minutes on a
   2-core machine; CI re-executes it under nbval).
@@ -43,9 +43,9 @@ __all__ = [
     "first_layer_final",
     "collapse",
     "slow_mode",
-    "both_layers_curves",
-    "both_layers_final",
+    "both_layers",
     "fixed_points",
+    "align_units",
     "linear_eg_star",
     "erf_eg_star_leading",
 ]
