@@ -161,3 +161,14 @@ def test_integrate_rejects_wrong_types():
         tsode.integrate({"Q": 1}, tsode.Setup(), 1.0)
     with pytest.raises(TypeError, match="setup must be a Setup"):
         tsode.integrate(tsode.initial_state(1, 1, "informed"), "erf", 1.0)
+
+
+def test_explicit_method_runs_without_warnings():
+    import warnings
+
+    state0 = tsode.initial_state(2, 2, "random", N=100, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        traj = tsode.integrate(state0, tsode.Setup("erf", eta=0.2), 5.0, method="RK45")
+    reference = tsode.integrate(state0, tsode.Setup("erf", eta=0.2), 5.0)
+    np.testing.assert_allclose(traj.eg, reference.eg, rtol=1e-6)

@@ -293,9 +293,11 @@ def integrate(
 
     y0 = f.pack(np.asarray(state0.Q), np.asarray(state0.R), np.asarray(state0.v))
     t0 = time.perf_counter()
-    jac = (lambda a, y: f.jacobian(a, y, central=False)) if method in ("LSODA", "BDF", "Radau") else None
+    options = {}
+    if method in ("LSODA", "BDF", "Radau"):  # implicit solvers: a cheap sparse FD Jacobian
+        options["jac"] = lambda a, y: f.jacobian(a, y, central=False)
     sol = solve_ivp(
-        rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol, atol=atol, jac=jac
+        rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol, atol=atol, **options
     )
     if sol.status != 0:
         raise RuntimeError(f"ODE solver failed at alpha = {sol.t[-1]:.4g}: {sol.message}")
