@@ -819,21 +819,22 @@ class Description:
     def dead(self) -> tuple:
         return self.units("dead")
 
-    @property
-    def copies(self) -> dict:
-        """Teacher unit -> its student copies (only teacher units with >= 2 copies)."""
+    def _by_teacher(self, role: str) -> dict:
+        """Teacher unit -> the student units of ``role`` aligned with it."""
         out = {}
-        for k in self.units("copy"):
+        for k in self.units(role):
             out.setdefault(self.teacher_of[k], []).append(k)
         return {n: tuple(ks) for n, ks in out.items()}
 
     @property
+    def copies(self) -> dict:
+        """Teacher unit -> its student copies (only teacher units with >= 2 copies)."""
+        return self._by_teacher("copy")
+
+    @property
     def split(self) -> dict:
         """Teacher unit -> students sharing its direction with partial norms."""
-        out = {}
-        for k in self.units("split"):
-            out.setdefault(self.teacher_of[k], []).append(k)
-        return {n: tuple(ks) for n, ks in out.items()}
+        return self._by_teacher("split")
 
     def summary(self) -> str:
         counts = {r: len(self.units(r)) for r in dict.fromkeys(self.roles)}
