@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .asymptotics import erf_eg_star_leading, linear_eg_star
 from .ode import integrate
 from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
 
@@ -46,8 +47,6 @@ __all__ = [
     "both_layers",
     "fixed_points",
     "align_units",
-    "linear_eg_star",
-    "erf_eg_star_leading",
 ]
 
 MODES = ("fast", "full")
@@ -180,20 +179,6 @@ def start(K, M, kind, *, N=10_000, seed=0, v="ones", v_star="ones") -> OrderPara
     """
     return initial_state(K, M, kind=kind, N=N, seed=seed, v=v, v_star=v_star,
                          orthogonal_teacher=True)
-
-
-def linear_eg_star(K, eta, sigma):
-    """Linear network, first layer only: ε_g* = ησ²K / (2(2 − ηK)); vectorised over K
-    (:func:`tsode.asymptotics.linear_eg_star` evaluated on real K, for plotting)."""
-    K = np.asarray(K, dtype=float)
-    return eta * sigma**2 * K / (2 * (2 - eta * K))
-
-
-def erf_eg_star_leading(M, L, eta, sigma):
-    """erf, first layer only, leading order in η: ε_g* ≈ (ησ²/2π)(L + M/√3); vectorised over L
-    (:func:`tsode.asymptotics.erf_eg_star_leading` on real L, for plotting)."""
-    L = np.asarray(L, dtype=float)
-    return eta * sigma**2 / (2 * np.pi) * (L + M / np.sqrt(3))
 
 
 def _sim(state0, setup, N, alpha_max, *, engine, seed, n_runs, alphas):
@@ -359,11 +344,11 @@ def first_layer_final(mode: str = "full", seed: int = 0, overrides=None) -> Resu
     erf_odes = _first_layer_odes(mode, "erf", seed, ov)
     erf = dict(ode=np.array([erf_odes[L].eg[-1] for L in Ls]), alpha=s_erf["alpha_read"],
                ansatz=np.array([_ansatz_eg(M, L, eta, sigma) for L in Ls]),
-               leading=lambda L: erf_eg_star_leading(M, L, eta, sigma))
+               leading=np.array([erf_eg_star_leading(M, L, eta, sigma) for L in Ls]))
     s_lin = settings("first_layer", mode, "linear", ov)
     lin_odes = _first_layer_odes(mode, "linear", seed, ov)
     linear = dict(ode=np.array([lin_odes[L].eg[-1] for L in Ls]), alpha=s_lin["alpha_read"],
-                  exact=lambda L: linear_eg_star(M + np.asarray(L), eta, sigma))
+                  exact=np.array([linear_eg_star(M + L, eta, sigma) for L in Ls]))
     relu = _first_layer_relu(mode, seed, ov)
     return Result(L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
                   settings=s_erf)
@@ -400,7 +385,7 @@ def collapse(mode: str = "full", overrides=None) -> Result:
         ratio[(eta, sigma)] = np.array(
             [_ansatz_eg(s["M"], L, eta, sigma) / (eta * sigma**2) for L in s["L"]])
     return Result(L=list(s["L"]), M=s["M"], ratio=ratio, settings=s,
-                  leading=[(L + s["M"] / np.sqrt(3)) / (2 * np.pi) for L in s["L"]])
+                  leading=np.array([erf_eg_star_leading(s["M"], L, 1.0, 1.0) for L in s["L"]]))
 
 
 @_timed

@@ -274,8 +274,7 @@ def fig_first_layer_final(res):
     ode_line(a, L, e["ode"], f"ODE at $\\alpha={_sci(e['alpha'])}$", ACT_COLORS["erf"], marker="o")
     if e.get("ansatz") is not None:
         reference_line(a, L, e["ansatz"], "symmetric fixed point (exact)", "k", ls="--")
-    Lf = np.linspace(L.min(), L.max(), 50)
-    reference_line(a, Lf, e["leading"](Lf), r"$\frac{\eta\sigma^2}{2\pi}(L + M/\sqrt{3})$", "0.5", ls=":")
+    reference_line(a, L, e["leading"], r"$\frac{\eta\sigma^2}{2\pi}(L + M/\sqrt{3})$", "0.5", ls=":")
     for ax in axes:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     label(a, "L", "eg_star", title=f"(a) erf ($\\eta={res.eta:g}$)")
@@ -283,7 +282,7 @@ def fig_first_layer_final(res):
     # linear
     li = res.linear
     ode_line(b, L, li["ode"], f"ODE at $\\alpha={_sci(li['alpha'])}$", ACT_COLORS["linear"], marker="o")
-    reference_line(b, Lf, li["exact"](Lf), r"$\eta\sigma^2 K / (2(2-\eta K))$", "k")
+    reference_line(b, L, li["exact"], r"$\eta\sigma^2 K / (2(2-\eta K))$", "k")
     label(b, "L", "eg_star", title=f"(b) linear ($\\eta={res.eta:g}$)")
     b.legend()
     # relu
@@ -308,9 +307,7 @@ def fig_collapse(res):
     for i, ((eta, sigma), y) in enumerate(res.ratio.items()):
         ax.plot(res.L, y, marker=markers[i % len(markers)], ls="-", lw=1, mfc="white",
                 color=COLORS[i % len(COLORS)], label=f"$\\eta={eta:g}$, $\\sigma={sigma:g}$")
-    Lf = np.linspace(min(res.L), max(res.L), 50)
-    reference_line(ax, Lf, (Lf + res.M / np.sqrt(3)) / (2 * np.pi),
-                   r"$(L + M/\sqrt{3})/2\pi$ (leading order)", "k")
+    reference_line(ax, res.L, res.leading, r"$(L + M/\sqrt{3})/2\pi$ (leading order)", "k")
     label(ax, "L", r"$\epsilon_g^* / (\eta\sigma^2)$")
     ax.set_xticks(res.L)
     ax.legend()
