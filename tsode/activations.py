@@ -36,6 +36,8 @@ import numpy as np
 from numba import guvectorize, njit
 from scipy.special import erf as _erf
 
+from ._relu_i4 import relu_I4_indexed
+
 __all__ = ["Activation", "ACTIVATIONS", "activation", "check_covariance", "gather"]
 
 #: Variances below this are treated as exactly zero (a dead unit) in divisions.
@@ -171,14 +173,6 @@ def _relu_J2(C, a, b):
     return _orthant2(_corr(C, a, b))
 
 
-def _relu_I4_indexed(C, idx):
-    """Exact ReLU I4 over index tuples (:func:`tsode._relu_i4.relu_I4_indexed`): closed forms
-    for repeated indices, the quadrature of :func:`tsode._relu_i4.relu_I4` otherwise."""
-    from ._relu_i4 import relu_I4_indexed
-
-    return relu_I4_indexed(C, idx)
-
-
 # --------------------------------------------------------------------------------------------
 # linear
 # --------------------------------------------------------------------------------------------
@@ -284,7 +278,7 @@ def _kernels(code) -> dict:
     return {
         "I2": _bind(_I2_indexed, code),
         "I3": _bind(_I3_indexed, code),
-        "I4": _relu_I4_indexed if code == _RELU else _bind(_I4_indexed, code),
+        "I4": relu_I4_indexed if code == _RELU else _bind(_I4_indexed, code),
         "J2": _bind(_J2_indexed, code),
     }
 
