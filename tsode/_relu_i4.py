@@ -62,6 +62,12 @@ Every term is bounded, and all singular structure is explicit:
   changes sign, :math:`c_j(\psi) = 0`, and where the two relu fields become parallel given the
   ray (:math:`|r| \to 1`); the wedge is split there (when that singularity is close, γ or
   1 − |r| < 0.3) and each piece is integrated by adaptive bisection with Gauss–Kronrod 7/15;
+* a relu field nearly in the θ-plane (γ_j < 0.01, e.g. nearly parallel to a θ-field) makes
+  the integrand vary on the scale :math:`w = \gamma_j/|(\alpha_j, \beta_j)|` around its kink
+  :math:`c_j = 0` — often at or just outside a wedge edge, where no split falls and the
+  Gauss–Kronrod error estimate missed the feature (errors up to 7e-9 for 1 − ρ ~ 1e-8 … 5e-7);
+  breakpoints graded geometrically (ratio 4) from w to 0.25 around the kink and its twin
+  ψ ± π resolve it;
 * partial correlations enter as ``atan2(n, sqrt(D − n²))`` with ``D − n²`` in closed form,
   so no precision is lost when they approach ±1;
 * nearly parallel θ-fields (:math:`\rho_{01}\to 1`) only change the wedge's end point, so the
@@ -73,11 +79,12 @@ Every term is bounded, and all singular structure is explicit:
 
 Accuracy (absolute, in units of :math:`\sqrt{C_{22}C_{33}}`): ≲ 1e-11 on generic covariances
 (measured ~1e-14 against 300-node graded Gauss–Legendre and ~1e-13 against scipy dblquad);
-exact (≤ 1e-15) for repeated indices; ≲ 1e-8 for nearly parallel pairs, where the problem
-itself is conditioned like :math:`\epsilon/\sqrt{\delta}` (δ = 1 − |ρ|, ε = machine epsilon)
-— measured against the closed forms below on repeated-index cases with δ from 5e-7 down to
-1e-17: errors from 1e-16 up to 7e-9 (the largest: a relu field at δ ≈ 5e-7 from a doubled
-θ-field), so "≲ 1e-9" is not a bound there.
+exact (≤ 1e-15) for repeated indices. For nearly parallel pairs the problem itself is
+conditioned like :math:`\epsilon/\sqrt{\delta}` (δ = 1 − |ρ|, ε = machine epsilon); measured
+against a 30-digit mpmath evaluation of the same integral on all-distinct fields with one pair
+(θ-θ, θ-relu or relu-relu, ±) at δ = 1e-10 … 1e-5: ≤ 1.3e-13 (the largest: θ-θ pairs at
+δ ≤ 1e-9), and ≤ 1e-12 against the closed forms on repeated-index covariances with a relu field
+at δ = 1e-8 … 5e-7 from a θ-field (7e-9 before the graded breakpoints).
 
 Indexed kernel
 --------------
@@ -107,6 +114,15 @@ QUAD_TOL = 1e-12
 SPLIT_BELOW = 0.3
 #: Maximum number of sub-intervals per piece of the adaptive quadrature.
 MAX_INTERVALS = 200
+#: A relu field with conditional std γ below this (relative to its in-plane norm) gets
+#: breakpoints graded geometrically (ratio GRADE_RATIO) from w = γ/|(α, β)| to ~GRADE_MAX
+#: around its kink angle (and the angle ± π), inside the wedge.
+GRADE_BELOW = 1e-2
+GRADE_RATIO = 4.0
+GRADE_MAX = 0.25
+#: Size of the breakpoint scratch array: 2 edges + 3 splits + 2 fields × ≤ 2 angles × 2 sides
+#: × ≤ 13 graded points (γ ≥ √ZERO_VAR_TOL) = 109 at most; extra points would be dropped.
+MAX_BREAKS = 128
 #: |ρ| ≥ 1 − PARALLEL_TOL counts as exactly (anti-)parallel.
 PARALLEL_TOL = 1e-15
 #: Conditional variances below this (in units of the field's variance) are exactly zero.
@@ -189,24 +205,6 @@ def _plane_coordinates(R):
     return theta01, alpha, beta, gamma, r
 
 
-def _kink_angles(alpha, beta):
-    """Angles ψ in (−π/2, π/2] where α cos ψ + β sin ψ vanishes (elementwise)."""
-    psi = np.arctan2(-alpha, beta)
-    psi = np.where(psi > np.pi / 2, psi - np.pi, psi)
-    return np.where(psi <= -np.pi / 2, psi + np.pi, psi)
-
-
-def _split_angles(alpha, beta, gamma, r):
-    """Angles (B, 3) near which the integrand can be nearly singular: c₂ = 0, c₃ = 0 (kinks
-    of relu fields lying in the θ-plane) and c₃γ₂ = r c₂γ₃ (relu fields parallel given the
-    ray, r = ±1)."""
-    a = np.concatenate([alpha, (alpha[:, 1] * gamma[:, 0] - r * alpha[:, 0] * gamma[:, 1])[:, None]], axis=1)
-    b = np.concatenate([beta, (beta[:, 1] * gamma[:, 0] - r * beta[:, 0] * gamma[:, 1])[:, None]], axis=1)
-    # a split only pays where the singularity is close to the real axis
-    needed = np.concatenate([gamma < SPLIT_BELOW, (np.abs(r) > 1 - SPLIT_BELOW)[:, None]], axis=1)
-    return np.where(needed, _kink_angles(a, b), -np.pi)
-
-
 @njit(cache=True, fastmath=False)
 def _integrand(psi, a2, b2, g2, a3, b3, g3, r, p1):
     """2c₂c₃P_{yw|x} + A₂P_{xw|y} + A₃P_{xy|w} at angle ψ (module docstring); scalar."""
@@ -284,21 +282,75 @@ def _adaptive_piece(lo, hi, a2, b2, g2, a3, b3, g3, r, p1, tol, stack):
 
 
 @njit(cache=True)
-def _wedge_integrals(edges, params, tol):
-    """∫ integrand dψ over the pieces edges[b, i] … edges[b, i+1] of each row b, by adaptive
-    bisection with Gauss–Kronrod 7/15 until the estimated error is below tol per radian."""
-    nb = edges.shape[0]
+def _add_graded(brk, n, lo, hi, a, b, g):
+    """Append to brk[n:] the breakpoints ψ_k ± w·GRADE_RATIO^m (w = g/|(a, b)| < GRADE_MAX)
+    that fall inside (lo, hi), for the kink ψ_k of a cos ψ + b sin ψ and its twins ψ_k ± π;
+    returns the new count."""
+    nrm = math.hypot(a, b)
+    if not (g > 0.0 and g < GRADE_BELOW * nrm):
+        return n
+    w = g / nrm
+    k0 = _kink(a, b)
+    for base in (k0 - math.pi, k0, k0 + math.pi):
+        if base + GRADE_MAX <= lo or base - GRADE_MAX >= hi:
+            continue
+        d = w
+        while d < GRADE_MAX:
+            for p in (base - d, base + d):
+                if lo < p < hi and n < brk.shape[0]:
+                    brk[n] = p
+                    n += 1
+            d *= GRADE_RATIO
+    return n
+
+
+@njit(cache=True)
+def _wedge_integral(lo, hi, a2, b2, g2, a3, b3, g3, r, p1, tol, stack, brk):
+    """∫_lo^hi integrand dψ: the wedge is split where the integrand is nearly singular
+    (c₂ = 0, c₃ = 0 if γ < SPLIT_BELOW; c₃γ₂ = r c₂γ₃ if |r| > 1 − SPLIT_BELOW), with
+    breakpoints graded towards the kinks of relu fields nearly in the θ-plane (γ < GRADE_BELOW:
+    a feature of width ~γ that the adaptive rule's error estimate can miss, also when the kink
+    lies at a wedge edge), then each piece is integrated by _adaptive_piece. ``stack`` and
+    ``brk`` (MAX_BREAKS,) are scratch space."""
+    brk[0], brk[1] = lo, hi
+    n = 2
+    if g2 < SPLIT_BELOW:
+        brk[n] = min(max(_kink(a2, b2), lo), hi)
+        n += 1
+    if g3 < SPLIT_BELOW:
+        brk[n] = min(max(_kink(a3, b3), lo), hi)
+        n += 1
+    if abs(r) > 1.0 - SPLIT_BELOW:
+        brk[n] = min(max(_kink(a3 * g2 - r * a2 * g3, b3 * g2 - r * b2 * g3), lo), hi)
+        n += 1
+    n = _add_graded(brk, n, lo, hi, a2, b2, g2)
+    n = _add_graded(brk, n, lo, hi, a3, b3, g3)
+    for i in range(1, n):                   # insertion sort (n is small), no allocation
+        x = brk[i]
+        j = i - 1
+        while j >= 0 and brk[j] > x:
+            brk[j + 1] = brk[j]
+            j -= 1
+        brk[j + 1] = x
+    total = 0.0
+    for i in range(n - 1):
+        if brk[i + 1] > brk[i]:
+            total += _adaptive_piece(brk[i], brk[i + 1], a2, b2, g2, a3, b3, g3, r, p1,
+                                     tol, stack)
+    return total
+
+
+@njit(cache=True)
+def _wedge_integrals(lo, hi, params, tol):
+    """∫_lo[b]^hi[b] integrand dψ for each row b of params (a₂, b₂, γ₂, a₃, b₃, γ₃, r, p₁),
+    by _wedge_integral."""
+    nb = lo.shape[0]
     out = np.zeros(nb)
     stack = np.empty((MAX_INTERVALS + 2, 2))
+    brk = np.empty(MAX_BREAKS)
     for b in range(nb):
         a2, b2, g2, a3, b3, g3, r, p1 = params[b]
-        total = 0.0
-        for i in range(edges.shape[1] - 1):
-            if edges[b, i + 1] <= edges[b, i]:
-                continue
-            total += _adaptive_piece(edges[b, i], edges[b, i + 1], a2, b2, g2, a3, b3, g3,
-                                     r, p1, tol, stack)
-        out[b] = total
+        out[b] = _wedge_integral(lo[b], hi[b], a2, b2, g2, a3, b3, g3, r, p1, tol, stack, brk)
     return out
 
 
@@ -312,12 +364,10 @@ def _normalised_I4(R):
     theta01, alpha, beta, gamma, r = _plane_coordinates(R)
     lo = theta01 - np.pi / 2
     hi = np.full_like(lo, np.pi / 2)
-    splits = np.sort(np.clip(_split_angles(alpha, beta, gamma, r), lo[:, None], hi[:, None]), axis=1)
-    edges = np.concatenate([lo[:, None], splits, hi[:, None]], axis=1)
     p1 = 0.25 + np.arcsin(r) / _TWO_PI
     params = np.stack([alpha[:, 0], beta[:, 0], gamma[:, 0],
                        alpha[:, 1], beta[:, 1], gamma[:, 1], r, p1], axis=1)
-    integral = _wedge_integrals(edges, params, QUAD_TOL)
+    integral = _wedge_integrals(lo, hi, params, QUAD_TOL)
     const = gamma[:, 0] * gamma[:, 1] * _relu_I2_corr(r)
     return ((np.pi - theta01) * const + integral) / _TWO_PI
 
@@ -340,7 +390,8 @@ def relu_I4(C: np.ndarray) -> np.ndarray:
     Exact up to quadrature: a one-dimensional integral over the angle in the plane of the
     θ-fields of a closed-form three-point relu moment (see the module docstring), evaluated
     by adaptive Gauss–Kronrod quadrature (numba). Deterministic; absolute error
-    ≲ 1e-11·√(C₂₂C₃₃) on generic covariances, ≲ 1e-8·√(C₂₂C₃₃) with nearly parallel fields.
+    ≲ 1e-11·√(C₂₂C₃₃) on generic covariances and measured ≲ 1e-12·√(C₂₂C₃₃) with nearly
+    parallel fields (1 − |ρ| ≥ 1e-10; see the module docstring).
     Raises ``ValueError`` if C is not PSD (|correlation| > 1 + 1e-8 or negative variance).
     """
     C = np.asarray(C, dtype=float)
@@ -475,7 +526,7 @@ def _theta_theta_relu_sq(C, x, y, a):
 
 @njit(cache=True)
 def _kink(a, b):
-    """Angle ψ in (−π/2, π/2] where a cos ψ + b sin ψ vanishes (scalar _kink_angles)."""
+    """Angle ψ in (−π/2, π/2] where a cos ψ + b sin ψ vanishes."""
     psi = math.atan2(-a, b)
     if psi > 0.5 * math.pi:
         psi -= math.pi
@@ -509,10 +560,10 @@ def _plane_coord(R0j, R1j, rho01, s01):
 
 
 @njit(cache=True)
-def _quad_indexed(C, i0, i1, i2, i3, stack):
+def _quad_indexed(C, i0, i1, i2, i3, stack, brk):
     """relu_I4 of the sub-covariance C[idx, idx], idx = (i0, i1, i2, i3): a scalar port of
-    _correlations, _plane_coordinates, _split_angles and _normalised_I4 (same method, same
-    guards), without the PSD checks."""
+    _correlations, _plane_coordinates and _normalised_I4 (same method, same guards, same
+    _wedge_integral), without the PSD checks."""
     v0, v1, v2, v3 = C[i0, i0], C[i1, i1], C[i2, i2], C[i3, i3]
     if v0 <= 0.0 or v1 <= 0.0 or v2 <= 0.0 or v3 <= 0.0:
         return 0.0                                      # θ(0) = relu(0) = 0
@@ -535,32 +586,15 @@ def _quad_indexed(C, i0, i1, i2, i3, stack):
     if R23 >= par_tol:                                  # parallel relu fields
         a3, b3, g3 = a2, b2, g2
         r = 1.0 if g2 > 0.0 else 0.0
-    # wedge, split where the integrand is nearly singular (see _split_angles)
     lo, hi = theta01 - 0.5 * math.pi, 0.5 * math.pi
-    e1 = _kink(a2, b2) if g2 < SPLIT_BELOW else -math.pi
-    e2 = _kink(a3, b3) if g3 < SPLIT_BELOW else -math.pi
-    e3 = (_kink(a3 * g2 - r * a2 * g3, b3 * g2 - r * b2 * g3)
-          if abs(r) > 1.0 - SPLIT_BELOW else -math.pi)
-    e1, e2, e3 = min(max(e1, lo), hi), min(max(e2, lo), hi), min(max(e3, lo), hi)
-    if e1 > e2:
-        e1, e2 = e2, e1
-    if e2 > e3:
-        e2, e3 = e3, e2
-    if e1 > e2:
-        e1, e2 = e2, e1
     p1 = 0.25 + math.asin(r) / _TWO_PI
-    total = 0.0
-    prev = lo
-    for e in (e1, e2, e3, hi):
-        if e > prev:
-            total += _adaptive_piece(prev, e, a2, b2, g2, a3, b3, g3, r, p1, QUAD_TOL, stack)
-        prev = max(prev, e)
+    total = _wedge_integral(lo, hi, a2, b2, g2, a3, b3, g3, r, p1, QUAD_TOL, stack, brk)
     const = g2 * g3 * (_sqrt_1m_sq(r) + r * (0.5 * math.pi + math.asin(r))) / _TWO_PI
     return s2 * s3 * ((math.pi - theta01) * const + total) / _TWO_PI
 
 
 @njit(cache=True)
-def _i4_tuple(C, i, k, a, b, stack):
+def _i4_tuple(C, i, k, a, b, stack, brk):
     """I4(i, k, a, b) = E[θ_i θ_k relu_a relu_b] on the field covariance C (n, n), dispatching
     on the index pattern (table above)."""
     # θ-fields that are not also relu fields (θ(u) relu(u) = relu(u)); θ² = θ
@@ -582,17 +616,18 @@ def _i4_tuple(C, i, k, a, b, stack):
         return _relu_relu(C, a, b)
     if y < 0:
         return _theta_relu_relu(C, x, a, b)
-    return _quad_indexed(C, i, k, a, b, stack)
+    return _quad_indexed(C, i, k, a, b, stack, brk)
 
 
 @njit(cache=True)
 def _indexed_batch(C, idx, out):
     """out[m, p] = I4(idx[p]) on C[m], C (B, n, n), idx (P, 4), out (B, P)."""
     stack = np.empty((MAX_INTERVALS + 2, 2))
+    brk = np.empty(MAX_BREAKS)
     for m in range(C.shape[0]):
         Cm = C[m]
         for p in range(idx.shape[0]):
-            out[m, p] = _i4_tuple(Cm, idx[p, 0], idx[p, 1], idx[p, 2], idx[p, 3], stack)
+            out[m, p] = _i4_tuple(Cm, idx[p, 0], idx[p, 1], idx[p, 2], idx[p, 3], stack, brk)
 
 
 def relu_I4_indexed(C, idx) -> np.ndarray:
