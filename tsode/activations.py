@@ -38,7 +38,7 @@ from scipy.special import erf as _erf
 
 from ._relu_i4 import relu_I4_indexed
 
-__all__ = ["Activation", "ACTIVATIONS", "activation", "check_covariance", "gather"]
+__all__ = ["Activation", "ACTIVATIONS", "activation", "check_covariance", "gather", "index_tuples"]
 
 #: Variances below this are treated as exactly zero (a dead unit) in divisions.
 TINY = 1e-300
@@ -47,6 +47,12 @@ PSD_RTOL = 1e-8
 
 _INV_PI = 1.0 / np.pi
 _SQRT2 = np.sqrt(2.0)
+
+
+def index_tuples(*sizes: int) -> np.ndarray:
+    """All index tuples of range(sizes[0]) x range(sizes[1]) x ..., row-major: (P, m) int64."""
+    grids = np.meshgrid(*(np.arange(s) for s in sizes), indexing="ij")
+    return np.ascontiguousarray(np.stack([g.ravel() for g in grids], axis=1), dtype=np.int64)
 
 
 def gather(C, idx):

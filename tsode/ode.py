@@ -22,7 +22,7 @@ import time
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .activations import activation
+from .activations import activation, index_tuples
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
 
@@ -58,8 +58,7 @@ class Drift:
         self.n_q = len(self.iu[0])
         self.size = self.n_q + K * M + (K if self.train_v else 0)
         # index tuples for the integrals
-        i3 = np.array(np.meshgrid(np.arange(K), np.arange(n), np.arange(n), indexing="ij"))
-        self.idx3 = np.ascontiguousarray(i3.reshape(3, -1).T)  # (K*n*n, 3): (i, b, a)
+        self.idx3 = index_tuples(K, n, n)  # (K*n*n, 3): (i, b, a)
         ab = np.ascontiguousarray(np.array(np.triu_indices(n)).T)  # a <= b
         self.ab_weight = np.where(ab[:, 0] == ab[:, 1], 1.0, 2.0)
         ik = np.ascontiguousarray(np.array(self.iu).T)  # i <= k
@@ -67,8 +66,7 @@ class Drift:
         self.idx4 = np.concatenate(
             [np.repeat(ik, len(ab), axis=0), np.tile(ab, (len(ik), 1))], axis=1
         )  # (n_ik * n_ab, 4)
-        i2 = np.array(np.meshgrid(np.arange(K), np.arange(n), indexing="ij"))
-        self.idx2 = np.ascontiguousarray(i2.reshape(2, -1).T)  # (K*n, 2): (i, a)
+        self.idx2 = index_tuples(K, n)  # (K*n, 2): (i, a)
         self.k = self.act.kernels
 
     # ---- packing -------------------------------------------------------------------------
@@ -187,7 +185,7 @@ class Drift:
         """
         y = np.asarray(y, dtype=float)
         h = rel_step * np.maximum(np.abs(y), 1e-3)
-        Q, R, _ = self.unpack(y)
+        Q, R, v = self.unpack(y)
         C = self.covariance(Q, R)
         base = self.integrals(C)
 
@@ -208,7 +206,8 @@ class Drift:
 
         if central:
             return ((drift_at(h) - drift_at(-h)) / (2 * h[:, None])).T
-        return ((drift_at(h) - self(alpha, y)[None]) / h[:, None]).T
+        f0 = self.pack(*self.combine(Q, R, v, base))  # the drift at y, from the same integrals
+        return ((drift_at(h) - f0[None]) / h[:, None]).T
 
     def eg(self, Y) -> np.ndarray:
         """Generalisation error along packed states Y of shape (..., size)."""

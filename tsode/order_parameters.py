@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import PSD_RTOL, activation
+from .activations import PSD_RTOL, activation, index_tuples
 
 __all__ = [
     "OrderParameters",
@@ -175,8 +175,7 @@ def eg_from_covariance(C, v, v_star, act) -> np.ndarray:
     v_star = np.broadcast_to(v_star, v.shape[:-1] + np.shape(v_star)[-1:])
     w = np.concatenate([v, -v_star], axis=-1)
     n = C.shape[-1]
-    pairs = np.ascontiguousarray(np.array(np.meshgrid(np.arange(n), np.arange(n), indexing="ij")).reshape(2, -1).T)
-    I2 = act.kernels["I2"](C, pairs).reshape(C.shape[:-2] + (n, n))
+    I2 = act.kernels["I2"](C, index_tuples(n, n)).reshape(C.shape[:-2] + (n, n))
     return 0.5 * np.einsum("...a,...b,...ab->...", w, w, I2)
 
 
