@@ -34,7 +34,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .ode import Drift, integrate
-from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
+from .order_parameters import (
+    OrderParameters,
+    Setup,
+    check_int,
+    check_number,
+    generalisation_error,
+    initial_state,
+)
 from .trajectory import Trajectory
 
 __all__ = [
@@ -64,26 +71,6 @@ class FixedPointError(RuntimeError):
 # closed forms
 # ---------------------------------------------------------------------------------------------
 
-def _check_number(x, name, *, lower=0.0, strict=False, upper=None):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {x!r}") from None
-    bad = not np.isfinite(x) or (x <= lower if strict else x < lower)
-    if upper is not None and x > upper:
-        bad = True
-    if bad:
-        rng = f"{'>' if strict else '>='} {lower:g}" + ("" if upper is None else f" and <= {upper}")
-        raise ValueError(f"{name} must be finite and {rng}, got {x}")
-    return x
-
-
-def _check_int(x, name, lower):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lower:
-        raise ValueError(f"{name} must be an integer >= {lower}, got {x!r}")
-    return int(x)
-
-
 def linear_eg_star(K: int, eta: float, sigma: float) -> float:
     r"""Exact asymptotic error of a linear student, first layer only (v = v* = 1).
 
@@ -97,9 +84,9 @@ def linear_eg_star(K: int, eta: float, sigma: float) -> float:
 
     Raises ``ValueError`` for :math:`\eta K \ge 2` (no stable fixed point: the error diverges).
     """
-    K = _check_int(K, "K", 1)
-    eta = _check_number(eta, "eta", strict=True)
-    sigma = _check_number(sigma, "sigma")
+    K = check_int(K, "K", 1)
+    eta = check_number(eta, "eta", strict=True)
+    sigma = check_number(sigma, "sigma")
     if eta * K >= 2:
         raise ValueError(
             f"no stable fixed point for a linear network with eta*K >= 2 (eta={eta}, K={K}, "
@@ -115,10 +102,10 @@ def erf_eg_star_leading(M: int, L: int, eta: float, sigma: float) -> float:
 
     for M teacher units, K = M + L student units, v = v* = 1, T = I.
     """
-    M = _check_int(M, "M", 1)
-    L = _check_int(L, "L", 0)
-    eta = _check_number(eta, "eta", strict=True)
-    sigma = _check_number(sigma, "sigma")
+    M = check_int(M, "M", 1)
+    L = check_int(L, "L", 0)
+    eta = check_number(eta, "eta", strict=True)
+    sigma = check_number(sigma, "sigma")
     return eta * sigma**2 / (2 * np.pi) * (L + M / np.sqrt(3.0))
 
 
@@ -374,7 +361,7 @@ def _spectrum(J):
 
 def _soft_tol(ev, soft_tol, soft_rtol):
     if soft_tol is not None:
-        return _check_number(soft_tol, "soft_tol")
+        return check_number(soft_tol, "soft_tol")
     return soft_rtol * float(np.abs(ev.real).max()) if ev.size else 0.0
 
 
@@ -465,15 +452,15 @@ def fixed_point(
     TypeError / ValueError : wrong argument types or ranges.
     """
     guess = _check_state_setup(guess, setup)
-    tol = _check_number(tol, "tol", strict=True)
-    max_iter = _check_int(max_iter, "max_iter", 1)
-    soft_rtol = _check_number(soft_rtol, "soft_rtol", upper=1.0)
-    rel_step = _check_number(rel_step, "rel_step", strict=True, upper=1e-2)
+    tol = check_number(tol, "tol", strict=True)
+    max_iter = check_int(max_iter, "max_iter", 1)
+    soft_rtol = check_number(soft_rtol, "soft_rtol", upper=1.0)
+    rel_step = check_number(rel_step, "rel_step", strict=True, upper=1e-2)
     f = _drift_of(guess, setup)
     Q0, R0, v0 = np.asarray(guess.Q), np.asarray(guess.R), np.asarray(guess.v)
     group = np.arange(guess.K)
     if coincident_tol is not None:
-        coincident_tol = _check_number(coincident_tol, "coincident_tol", upper=1.0)
+        coincident_tol = check_number(coincident_tol, "coincident_tol", upper=1.0)
         group = _coincident_groups(guess, f.train_v, coincident_tol)
     note = ""
     if group.max() + 1 < guess.K:
@@ -684,12 +671,12 @@ def erf_symmetric_fixed_point(
     FixedPoint of the full K×M system, with ``parameters`` the distinct overlaps and the
     eigenvalues of the full Jacobian (stability in the full equations, not only on the ansatz).
     """
-    M = _check_int(M, "M", 1)
-    L = _check_int(L, "L", 0)
-    eta = _check_number(eta, "eta", strict=True)
-    sigma = _check_number(sigma, "sigma")
-    tol = _check_number(tol, "tol", strict=True)
-    max_iter = _check_int(max_iter, "max_iter", 1)
+    M = check_int(M, "M", 1)
+    L = check_int(L, "L", 0)
+    eta = check_number(eta, "eta", strict=True)
+    sigma = check_number(sigma, "sigma")
+    tol = check_number(tol, "tol", strict=True)
+    max_iter = check_int(max_iter, "max_iter", 1)
     K = M + L
     setup = Setup(activation="erf", eta=eta, eta_v=0.0, sigma=sigma)
     labQ, labR = _ansatz_classes(M, L, bool(coincident_extras))
@@ -756,11 +743,11 @@ def denoising_fixed_point(
     K >= M >= 1, eta > 0, eta_v > 0, sigma >= 0; v_star as in :func:`tsode.initial_state`;
     other keyword arguments go to :func:`fixed_point`.
     """
-    K = _check_int(K, "K", 1)
-    M = _check_int(M, "M", 1)
+    K = check_int(K, "K", 1)
+    M = check_int(M, "M", 1)
     if K < M:
         raise ValueError(f"a denoising fixed point needs K >= M, got K={K}, M={M}")
-    eta_v = _check_number(eta_v, "eta_v", strict=True)
+    eta_v = check_number(eta_v, "eta_v", strict=True)
     setup = Setup(activation="erf", eta=eta, eta_v=eta_v, sigma=sigma)
     state0 = initial_state(K, M, kind="denoise", v_star=v_star)
     return fixed_point(state0, setup, **fixed_point_kwargs)
@@ -893,9 +880,9 @@ def describe(
             "state must be an OrderParameters, FixedPoint or Trajectory, got "
             f"{type(state).__name__}"
         )
-    align_tol = _check_number(align_tol, "align_tol", strict=True, upper=1.0)
-    dead_tol = _check_number(dead_tol, "dead_tol")
-    norm_tol = _check_number(norm_tol, "norm_tol")
+    align_tol = check_number(align_tol, "align_tol", strict=True, upper=1.0)
+    dead_tol = check_number(dead_tol, "dead_tol")
+    norm_tol = check_number(norm_tol, "norm_tol")
     Q, R, T = np.asarray(state.Q), np.asarray(state.R), np.asarray(state.T)
     v, vs = np.asarray(state.v), np.asarray(state.v_star)
     K, M = state.K, state.M
@@ -1023,7 +1010,7 @@ def slow_mode_scan(
         raise ValueError(
             f"alphas must be a non-empty increasing sequence of times > 0, got {alphas}"
         )
-    n_modes = _check_int(n_modes, "n_modes", 1)
+    n_modes = check_int(n_modes, "n_modes", 1)
     traj = integrate(state0, setup, alphas[-1], alphas=alphas, rtol=rtol, atol=atol)
     f = _drift_of(state0, setup)
     Y = f.pack(traj.Q, traj.R, traj.v)

@@ -31,6 +31,29 @@ __all__ = [
 ]
 
 
+def check_number(x, name, *, lower=0.0, strict=False, upper=None) -> float:
+    """``x`` as a finite float > lower (strict) or >= lower, and <= upper; else a ValueError
+    naming ``name`` and the allowed range."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {x!r}") from None
+    bad = not np.isfinite(x) or (x <= lower if strict else x < lower)
+    if upper is not None and x > upper:
+        bad = True
+    if bad:
+        rng = f"{'>' if strict else '>='} {lower:g}" + ("" if upper is None else f" and <= {upper}")
+        raise ValueError(f"{name} must be finite and {rng}, got {x}")
+    return x
+
+
+def check_int(x, name, lower) -> int:
+    """``x`` as an int >= lower (bools and floats are rejected); else a ValueError naming it."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lower:
+        raise ValueError(f"{name} must be an integer >= {lower}, got {x!r}")
+    return int(x)
+
+
 def _frozen(x, name, shape=None) -> np.ndarray:
     a = np.array(x, dtype=float)
     if shape is not None and a.shape != shape:
@@ -136,20 +159,10 @@ class Setup:
     def __post_init__(self):
         act = activation(self.activation)  # raises on unknown names
         object.__setattr__(self, "activation", act.name)
-        for name, lower, strict in (
-            ("eta", 0.0, True),
-            ("eta_v", 0.0, False),
-            ("sigma", 0.0, False),
-            ("weight_decay", 0.0, False),
+        for name, strict in (
+            ("eta", True), ("eta_v", False), ("sigma", False), ("weight_decay", False)
         ):
-            value = getattr(self, name)
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a real number, got {value!r}") from None
-            if not np.isfinite(value) or (value <= lower if strict else value < lower):
-                rng = "> 0" if strict else ">= 0"
-                raise ValueError(f"{name} must be finite and {rng}, got {value}")
+            value = check_number(getattr(self, name), name, strict=strict)
             object.__setattr__(self, name, value)
 
     @property
@@ -246,7 +259,7 @@ def initial_state(
     -------
     OrderParameters
     """
-    K, M = _positive_int(K, "K"), _positive_int(M, "M")
+    K, M = check_int(K, "K", 1), check_int(M, "M", 1)
     if kind not in INITIAL_KINDS:
         raise ValueError(f"unknown initial kind {kind!r}; allowed: {', '.join(INITIAL_KINDS)}")
     rng = np.random.default_rng(seed)
@@ -255,7 +268,7 @@ def initial_state(
     vs = _second_layer(v_star, M, rng, "v_star")
 
     if kind in ("random", "small"):
-        N = _positive_int(N, "N")
+        N = check_int(N, "N", 1)
         std = (1.0 if kind == "random" else 1e-3) if init_std is None else float(init_std)
         if std < 0:
             raise ValueError(f"init_std must be >= 0, got {std}")
@@ -291,9 +304,3 @@ def initial_state(
     Q = T[np.ix_(teacher_of, teacher_of)]
     vv = vs[teacher_of] / copies[teacher_of]
     return OrderParameters(Q=Q, R=R, T=T, v=vv, v_star=vs)
-
-
-def _positive_int(x, name) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {x!r}")
-    return int(x)
