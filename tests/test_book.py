@@ -20,7 +20,7 @@ import tempfile
 import nbformat
 import pytest
 
-from tsode import book
+from tsode.book import runner as book
 
 ROOT = book.ROOT
 CHAPTERS = book.chapters()

@@ -1,6 +1,6 @@
 """Regression tests of each chapter's key numbers (PySDM-style figure smoke tests).
 
-Every test calls the same :mod:`tsode.experiments` function as the chapter notebook, in the fast
+Every test calls the same :mod:`tsode.book.experiments` function as the chapter notebook, in the fast
 mode, and compares the plotted numbers with closed forms, the paper's values (PAPER-NOTES.md,
 quoted to 3-4 significant digits) or the physics the chapter states. Tolerances are justified
 next to each assertion: "rounding" means half a unit of the last quoted digit; ODE values are
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tsode import experiments as ex
+from tsode.book import experiments as ex
 
 FAST = "fast"
 

@@ -123,3 +123,17 @@ def test_non_symmetric_Q_raises():
 def test_nan_overlaps_raise():
     with pytest.raises(ValueError, match="Q contains non-finite"):
         tsode.OrderParameters(Q=[[np.nan]], R=[[0.0]], T=[[1.0]], v=[1], v_star=[1])
+
+
+def test_import_tsode_loads_no_book_dependencies():
+    """The engines stand apart from the paper: ``import tsode`` loads no plotting or book stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tsode; "
+        "bad = [m for m in ('matplotlib', 'papermill', 'jupyter_book', 'nbformat', 'tsode.book')"
+        " if m in sys.modules]; print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"import tsode loaded {out.stdout.strip()}"

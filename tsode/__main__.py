@@ -19,7 +19,7 @@ def main(argv=None) -> int:
         print(USAGE, end="")
         return 0
     if argv[0] == "book":
-        from .book import main as book_main
+        from .book.runner import main as book_main
 
         return book_main(argv[1:])
     print(f"tsode: unknown command {argv[0]!r}\n\n{USAGE}", end="", file=sys.stderr)

@@ -10,7 +10,7 @@ Importing this module applies the style (:func:`use_style`). Inside IPython/Jupy
 inline PNG figures byte-reproducible: no ``Software: Matplotlib version ...`` text chunk is written,
 so re-executing a notebook with another matplotlib patch release does not change its bytes.
 
-Every ``fig_*`` function takes the result of the matching :mod:`tsode.experiments` function and
+Every ``fig_*`` function takes the result of the matching :mod:`tsode.book.experiments` function and
 returns a :class:`matplotlib.figure.Figure`; the notebooks then call ``plt.show()``.
 """
 

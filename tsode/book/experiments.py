@@ -26,9 +26,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .asymptotics import erf_eg_star_leading, linear_eg_star
-from .ode import integrate
-from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
+from ..asymptotics import erf_eg_star_leading, linear_eg_star
+from ..ode import integrate
+from ..order_parameters import OrderParameters, Setup, generalisation_error, initial_state
 
 __all__ = [
     "MODES",
@@ -182,7 +182,7 @@ def start(K, M, kind, *, N=10_000, seed=0, v="ones", v_star="ones") -> OrderPara
 
 
 def _sim(state0, setup, N, alpha_max, *, engine, seed, n_runs, alphas):
-    from .simulate import simulate
+    from ..simulate import simulate
 
     return simulate(state0, setup, N, alpha_max, engine=engine, seed=seed, n_runs=n_runs,
                     alphas=alphas)
@@ -299,7 +299,7 @@ def convergence(mode: str = "full", seed: int = 0, overrides=None) -> Result:
 def _ansatz_eg(M, L, eta, sigma):
     """ε_g* at the exact erf first-layer fixed point on the set where the extra units coincide
     (:func:`tsode.asymptotics.erf_symmetric_fixed_point`)."""
-    from .asymptotics import erf_symmetric_fixed_point
+    from ..asymptotics import erf_symmetric_fixed_point
 
     return float(erf_symmetric_fixed_point(M, L, eta, sigma).eg)
 
@@ -413,7 +413,7 @@ def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     corr = np.stack([tr.Q[:, k, l] / (d[:, k] * d[:, l]) for k, l in pairs], axis=1) if pairs \
         else np.zeros((tr.alpha.size, 0))
     i4 = int(np.argmin(np.abs(tr.alpha - 1e4)))
-    from .asymptotics import erf_symmetric_fixed_point
+    from ..asymptotics import erf_symmetric_fixed_point
 
     fp = erf_symmetric_fixed_point(M, K - M, s["eta"], s["sigma"])
     a, e = tr.alpha[-20:], tr.eg[-20:]
@@ -432,7 +432,7 @@ def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
 # chapter 3: training both layers
 # ==========================================================================================
 def _denoiser_eg(K, M, eta, sigma):
-    from .asymptotics import denoising_fixed_point
+    from ..asymptotics import denoising_fixed_point
 
     return float(denoising_fixed_point(K, M, eta, eta, sigma).eg)
 
@@ -505,7 +505,7 @@ def fixed_points(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     polishing was attempted), ``eigenvalues`` (Jacobian of the drift at the state),
     ``n_unstable``, ``n_soft``, ``descriptions`` (:func:`tsode.asymptotics.describe`), ``alpha``.
     """
-    from .asymptotics import describe, erf_symmetric_fixed_point, fixed_point, stability
+    from ..asymptotics import describe, erf_symmetric_fixed_point, fixed_point, stability
 
     s = settings("fixed_points", mode, None, check_overrides(overrides))
     K, M = s["K"], s["M"]

@@ -19,7 +19,7 @@ byte-stable when re-run:
 
 CHAPTER is a number (``1``), a file stem (``01_odes``) or a path; default: all chapters.
 ``-p NAME VALUE`` sets a notebook parameter (``seed``) or any setting of the chapter's
-experiments (``eta``, ``sigma``, ``N``, ... — see ``tsode.experiments.SETTINGS``), which the
+experiments (``eta``, ``sigma``, ``N``, ... — see ``tsode.book.experiments.SETTINGS``), which the
 runner passes on in the ``overrides`` parameter.
 The full mode with no extra parameters writes the notebooks in place (these are the committed
 outputs); any other run writes to ``_build/notebooks/`` unless ``--output`` is given.
@@ -40,7 +40,7 @@ from pathlib import Path
 
 __all__ = ["ROOT", "BOOK", "chapters", "resolve", "tidy", "run", "build", "main"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
 KERNEL = "python3"
 INJECTED_ID = "injected-parameters"
@@ -169,7 +169,7 @@ def notebook_parameters(mode: str, params: dict | None = None) -> dict:
     """Papermill parameters for a run: ``mode``, ``seed``, ``overrides``.
 
     Any other name (e.g. ``eta``) is a setting of the chapter's experiments
-    (:data:`tsode.experiments.SETTINGS`) and is moved into the ``overrides`` dict; names that no
+    (:data:`tsode.book.experiments.SETTINGS`) and is moved into the ``overrides`` dict; names that no
     experiment uses are rejected.
     """
     from .experiments import check_overrides
@@ -272,5 +272,3 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
