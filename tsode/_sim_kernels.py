@@ -255,75 +255,212 @@ def factor(G, A, L, perm, rtol, N):
 
 @njit(cache=True, nogil=True)
 def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c):
-    """Apply one SGD step to the Gram matrix G (n, n) and v (K,) in place.
+    """Apply one SGD step to the Gram matrix G (n, n) and v (K,) in place (one lane of
+    :func:`update_lanes`).
 
     u (n,) are the fields (λ_1..λ_K, ρ_1..ρ_M) of the step's input, s = ‖x‖², zeta the label
-    noise; c (K,) is scratch (receives c_k = −η v_k g'(λ_k) Δ). The teacher block of G is not
-    touched. Returns Δ = φ − y.
+    noise; c (K,) receives c_k = −η v_k g'(λ_k) Δ. The teacher block of G is not touched.
+    Returns Δ = φ − y.
     """
     n = G.shape[0]
-    phi = 0.0
-    for k in range(K):
-        phi += v[k] * g_scalar(code, u[k])
-    y = sigma * zeta
-    for m in range(n - K):
-        y += vs[m] * g_scalar(code, u[K + m])
-    delta = phi - y
-    for k in range(K):
-        c[k] = -eta * v[k] * dg_scalar(code, u[k]) * delta
-    a = 1.0 - decay / N
-    inv_n = 1.0 / N
-    s_n2 = s * inv_n * inv_n
-    for k in range(K):
-        for l in range(k, K):
-            q = a * a * G[k, l] + a * (c[k] * u[l] + c[l] * u[k]) * inv_n + c[k] * c[l] * s_n2
-            G[k, l] = q
-            G[l, k] = q
-        for m in range(K, n):
-            r = a * G[k, m] + c[k] * u[m] * inv_n
-            G[k, m] = r
-            G[m, k] = r
-    if eta_v > 0.0:
-        for k in range(K):
-            v[k] = a * v[k] - eta_v * inv_n * g_scalar(code, u[k]) * delta
-    return delta
+    G3, v2, c2 = G.reshape((n, n, 1)), v.reshape((K, 1)), c.reshape((K, 1))
+    U, S, ZE, D = u.copy().reshape((n, 1)), np.full(1, s), np.full((1, 1), zeta), np.empty(1)
+    update_lanes(G3, v2, vs, U, S, ZE, 0, K, N, code, eta, eta_v, sigma, decay, np.inf, c2, D, 1)
+    return D[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reduced engine, several runs ("lanes") in lockstep
+# ---------------------------------------------------------------------------------------------
+
+#: Steps whose random numbers are drawn ahead in one block (per lane; fits in L1 for n <= 8).
+BLOCK = 64
 
 
 @njit(cache=True, nogil=True)
-def reduced_advance(
-    G, v, vs, rng, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
-    with_chi2, A, L, perm, z, u, c,
-):
-    """Run ``n_steps`` steps of the exact Markov chain on (G, v) in place.
+def draw_block(gens, n_steps, m, N, sigma, with_chi2, Z, X2, ZE):
+    r"""Draw the random numbers of ``n_steps`` steps of every lane, in each run's stream order.
 
-    Per step: r = rank of G (:func:`factor`, capped at N), z ~ N(0, I_r), u = L z (permuted
-    back), s = ‖z‖² + χ²(N − r) (the χ² term is left out when ``with_chi2`` is False — a
-    deliberately *wrong* chain, used only to check that the statistical tests have power),
-    then :func:`reduced_update`. Scratch: A, L (n, n), perm (n,) int64, z, u (n,), c (K,).
+    Per step b of lane l, from ``gens[l]``: m normals (into Z[b, :, l]), then χ²(N − m) if
+    ``with_chi2`` and N > m (into X2[b, l], else 0), then ζ if σ > 0 (into ZE[b, l], else 0).
+    Z (BLOCK, m, lanes), X2 and ZE (BLOCK, lanes).
+    """
+    for l in range(len(gens)):
+        rng = gens[l]
+        for b in range(n_steps):
+            for j in range(m):
+                Z[b, j, l] = rng.standard_normal()
+            X2[b, l] = rng.chisquare(N - m) if (with_chi2 and N > m) else 0.0
+            ZE[b, l] = rng.standard_normal() if sigma > 0.0 else 0.0
 
-    Returns the number of steps completed; fewer than ``n_steps`` means divergence (a
-    non-finite Δ, or a diagonal of Q or an entry of v beyond ``max_norm``) at step (value + 1).
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cholesky_lanes(G, L, tol, ok, d, e, nl):
+    """Plain Cholesky G[:, :, l] = L[:, :, l] L[:, :, l]^T of every lane l < nl, in lockstep.
+
+    The arithmetic of :func:`cholesky`, lane by lane (lanes innermost, so that the loops
+    vectorise); ok[l] becomes 0 where a pivot is ``<= tol[l]`` (L of that lane is then
+    meaningless). d, e (lanes,) scratch.
     """
     n = G.shape[0]
-    for step in range(n_steps):
-        r = factor(G, A, L, perm, rank_rtol, N)
-        zz = 0.0
-        for j in range(r):
-            z[j] = rng.standard_normal()
-            zz += z[j] * z[j]
+    for l in range(nl):
+        ok[l] = 1.0
+    for j in range(n):
+        for l in range(nl):
+            d[l] = G[j, j, l]
+        for c in range(j):
+            for l in range(nl):
+                d[l] -= L[j, c, l] * L[j, c, l]
+        for l in range(nl):
+            good = d[l] > tol[l]
+            ok[l] = ok[l] if good else 0.0
+            ljj = math.sqrt(d[l] if good else 1.0)
+            L[j, j, l] = ljj
+            d[l] = 1.0 / ljj
+        for i in range(j + 1, n):
+            for l in range(nl):
+                e[l] = G[i, j, l]
+            for c in range(j):
+                for l in range(nl):
+                    e[l] -= L[i, c, l] * L[j, c, l]
+            for l in range(nl):
+                L[i, j, l] = e[l] * d[l]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl):
+    r"""Fields u = Lz (into U (n, lanes)) and s = ‖x‖² (into S (lanes,)) of step b of each lane.
+
+    z = Z[b, :m, l] with m = min(n, N) and s = ‖z‖² + X2[b, l]. Full-rank lanes use
+    :func:`cholesky_lanes`; the others fall back to :func:`factor` (rank r <= m, L padded with
+    zero columns: the unused z_{r+1..m} make ‖z‖² + χ²(N − m) ~ ‖z_{1..r}‖² + χ²(N − r), so the
+    law is unchanged). L (n, n, lanes), tol, ok, d, e (lanes,), G1, A1, L1 (n, n), perm (n,)
+    are scratch.
+    """
+    n = G.shape[0]
+    m = min(n, N)
+    for l in range(nl):
+        tol[l] = 0.0
+        S[l] = 0.0
+    for i in range(n):
+        for l in range(nl):
+            if G[i, i, l] > tol[l]:
+                tol[l] = G[i, i, l]
+    for j in range(m):
+        for l in range(nl):
+            S[l] += Z[b, j, l] * Z[b, j, l]
+    for l in range(nl):
+        tol[l] *= rank_rtol
+        S[l] += X2[b, l]
+    if n <= N:
+        cholesky_lanes(G, L, tol, ok, d, e, nl)
         for i in range(n):
-            t = 0.0
-            for j in range(min(i + 1, r)):
-                t += L[i, j] * z[j]
-            u[perm[i]] = t
-        s = zz
-        if with_chi2 and N > r:
-            s += rng.chisquare(N - r)
-        zeta = rng.standard_normal() if sigma > 0.0 else 0.0
-        delta = reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c)
-        if not math.isfinite(delta):
-            return step
+            for l in range(nl):
+                U[i, l] = 0.0
+            for j in range(i + 1):
+                for l in range(nl):
+                    U[i, l] += L[i, j, l] * Z[b, j, l]
+    else:
+        ok[:] = 0.0
+    for l in range(nl):
+        if ok[l] == 0.0:
+            G1[:, :] = G[:, :, l]
+            r = factor(G1, A1, L1, perm, rank_rtol, N)
+            for i in range(n):
+                t = 0.0
+                for j in range(min(i + 1, r)):
+                    t += L1[i, j] * Z[b, j, l]
+                U[perm[i], l] = t
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def update_lanes(G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl):
+    """:func:`reduced_update` of every lane l < nl (same arithmetic), then the divergence check.
+
+    G (n, n, lanes), v (K, lanes), U (n, lanes) fields (overwritten by g(U) for the teachers),
+    S (lanes,) ‖x‖² (overwritten), ZE[b] label noises; C (K, lanes), D (lanes,) scratch.
+    Returns the first lane that diverged (non-finite Δ, or a diagonal of Q or an entry of v
+    beyond ``max_norm``), or -1.
+    """
+    n = G.shape[0]
+    for l in range(nl):
+        D[l] = 0.0
+    for k in range(K):
+        for l in range(nl):
+            D[l] += v[k, l] * g_scalar(code, U[k, l])
+    for l in range(nl):
+        C[0, l] = sigma * ZE[b, l]  # y, accumulated in C[0] (C is written below)
+    for m in range(n - K):
+        for l in range(nl):
+            C[0, l] += vs[m] * g_scalar(code, U[K + m, l])
+    for l in range(nl):
+        D[l] -= C[0, l]  # delta = phi - y
+    for k in range(K):
+        for l in range(nl):
+            C[k, l] = -eta * v[k, l] * dg_scalar(code, U[k, l]) * D[l]
+    a = 1.0 - decay / N
+    a2 = a * a
+    inv_n = 1.0 / N
+    for l in range(nl):
+        S[l] = S[l] * inv_n * inv_n
+    for k in range(K):
+        for j in range(k, K):
+            for l in range(nl):
+                q = (a2 * G[k, j, l] + a * (C[k, l] * U[j, l] + C[j, l] * U[k, l]) * inv_n
+                     + C[k, l] * C[j, l] * S[l])
+                G[k, j, l] = q
+                G[j, k, l] = q
+        for j in range(K, n):
+            for l in range(nl):
+                r = a * G[k, j, l] + C[k, l] * U[j, l] * inv_n
+                G[k, j, l] = r
+                G[j, k, l] = r
+    if eta_v > 0.0:
         for k in range(K):
-            if not (G[k, k] <= max_norm and abs(v[k]) <= max_norm):
-                return step
+            for l in range(nl):
+                v[k, l] = a * v[k, l] - eta_v * inv_n * g_scalar(code, U[k, l]) * D[l]
+    for l in range(nl):
+        if not math.isfinite(D[l]):
+            return l
+        for k in range(K):
+            if not (G[k, k, l] <= max_norm and abs(v[k, l]) <= max_norm):
+                return l
+    return -1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def reduced_advance_lanes(
+    G, v, vs, gens, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
+    with_chi2, failed,
+):
+    """Run ``n_steps`` steps of the exact chain on every lane (one run each) in place.
+
+    G (n, n, lanes), v (K, lanes), vs (M,), gens: tuple of one ``numpy.random.Generator`` per
+    lane. Lane l follows :func:`reduced_advance` with min(n, N) normals per step (see
+    :func:`sample_lanes`), drawing from gens[l] only, so its trajectory does not depend on the
+    other lanes. Returns the number of steps completed by all lanes; fewer than ``n_steps``
+    means that lane failed[0] diverged at step (value + 1).
+    """
+    n = G.shape[0]
+    nl = len(gens)
+    m = min(n, N)
+    Z, X2, ZE = np.empty((BLOCK, m, nl)), np.empty((BLOCK, nl)), np.empty((BLOCK, nl))
+    L, U, C = np.zeros((n, n, nl)), np.empty((n, nl)), np.empty((K, nl))
+    S, tol, d, D = np.empty(nl), np.empty(nl), np.empty(nl), np.empty(nl)
+    ok, e = np.empty(nl), np.empty(nl)
+    G1, A1, L1 = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
+    perm = np.empty(n, dtype=np.int64)
+    done = 0
+    while done < n_steps:
+        nb = min(BLOCK, n_steps - done)
+        draw_block(gens, nb, m, N, sigma, with_chi2, Z, X2, ZE)
+        for b in range(nb):
+            sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl)
+            lane = update_lanes(
+                G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl
+            )
+            if lane >= 0:
+                failed[0] = lane
+                return done + b
+        done += nb
     return n_steps

@@ -52,6 +52,9 @@ RANK_RTOL = 1e-13
 #: (progress bar, stopping all runs when one diverges or on KeyboardInterrupt): ~0.1 s.
 _PIECE_WORK = 2e7
 
+#: Largest group of runs that one task of the reduced engine advances in lockstep.
+_LANES = 8
+
 
 def _integer(x, name, minimum) -> int:
     """x as an int >= minimum (integral floats such as 1e5 are accepted), else ValueError."""
@@ -165,31 +168,34 @@ class _FullRun:
         return 0.5 * float(np.mean((phi - phi_star) ** 2))
 
 
-class _ReducedRun:
-    """State and step loop of one run of the exact reduced Markov chain."""
+class _ReducedRuns:
+    """State and step loop of a group of runs of the exact reduced Markov chain, in lockstep.
 
-    def __init__(self, state0: OrderParameters, N, rng, pars, rank_rtol, with_chi2):
-        self.G = np.array(state0.covariance, dtype=float)
-        self.v = np.array(state0.v, dtype=float)
+    G (n, n, runs) and v (K, runs) hold the runs along the last axis; run j draws only from
+    ``rngs[j]``, so its trajectory does not depend on the grouping.
+    """
+
+    def __init__(self, state0: OrderParameters, N, rngs, pars, rank_rtol, with_chi2):
+        runs = len(rngs)
+        G = np.array(state0.covariance, dtype=float)
+        self.G = np.ascontiguousarray(np.repeat(G[:, :, None], runs, axis=2))
+        self.v = np.ascontiguousarray(np.repeat(np.array(state0.v, dtype=float)[:, None], runs, 1))
         self.vs = np.array(state0.v_star, dtype=float)
-        self.K, self.N, self.rng = state0.K, N, rng
+        self.K, self.N, self.gens = state0.K, N, tuple(rngs)
         code, eta, eta_v, sigma, decay, max_norm = pars
         self.pars = (code, eta, eta_v, sigma, decay, max_norm, rank_rtol, with_chi2)
-        n = self.G.shape[0]
-        self.A = np.empty((n, n))
-        self.L = np.empty((n, n))
-        self.perm = np.empty(n, dtype=np.int64)
-        self.z, self.u, self.c = np.empty(n), np.empty(n), np.empty(self.K)
+        self.failed = np.zeros(1, dtype=np.int64)  # the run of the group that diverged
 
     def advance(self, n_steps):
-        return _k.reduced_advance(
-            self.G, self.v, self.vs, self.rng, n_steps, self.K, self.N, *self.pars,
-            self.A, self.L, self.perm, self.z, self.u, self.c,
+        return _k.reduced_advance_lanes(
+            self.G, self.v, self.vs, self.gens, n_steps, self.K, self.N, *self.pars, self.failed
         )
 
     def observe(self):
+        """(Q, R, v) now, with a leading run axis."""
         K = self.K
-        return self.G[:K, :K].copy(), self.G[:K, K:].copy(), self.v.copy()
+        Q = np.moveaxis(self.G[:K, :K], -1, 0).copy()
+        return Q, np.moveaxis(self.G[:K, K:], -1, 0).copy(), self.v.T.copy()
 
 
 def simulate(
@@ -329,7 +335,13 @@ def simulate(
     eg_test = np.empty((n_runs, T_out)) if test_set else None
 
     # segments: (steps to advance, output index to record afterwards or -1)
-    cost = (K + M) * N if engine == "full" else (K + M) ** 3
+    # tasks: (first run, number of runs); the reduced engine advances groups of runs in lockstep
+    if engine == "full":
+        tasks = [(i, 1) for i in range(n_runs)]
+    else:
+        lanes = min(_LANES, -(-n_runs // workers))
+        tasks = [(i, min(lanes, n_runs - i)) for i in range(0, n_runs, lanes)]
+    cost = (K + M) * N if engine == "full" else (K + M) ** 3 * lanes
     piece = max(1, int(_PIECE_WORK / cost))
     segments = []
     prev = 0
@@ -353,12 +365,13 @@ def simulate(
     lock = threading.Lock()
     stop = threading.Event()
 
-    def one_run(i):
-        rng, rot_rng = _streams(seed, i)
+    def one_task(first, count):
+        """Runs first, ..., first + count - 1 to the last output time, recording them."""
+        rngs = [_streams(seed, i) for i in range(first, first + count)]
         if engine == "full":
-            run = _FullRun(state0, F, N, rng, rot_rng, pars)
+            run = _FullRun(state0, F, N, *rngs[0], pars)
         else:
-            run = _ReducedRun(state0, N, rng, pars, RANK_RTOL, bool(_with_chi2))
+            run = _ReducedRuns(state0, N, [r[0] for r in rngs], pars, RANK_RTOL, bool(_with_chi2))
         done = 0
         for n_steps, t in segments:
             if stop.is_set():
@@ -366,27 +379,32 @@ def simulate(
             if n_steps:
                 completed = run.advance(n_steps)
                 if completed < n_steps:
-                    raise _diverged(i, done + completed + 1, N, setup, "at")
+                    lane = 0 if engine == "full" else int(run.failed[0])
+                    raise _diverged(first + lane, done + completed + 1, N, setup, "at")
                 done += n_steps
                 if bar is not None:
                     with lock:
-                        bar.update(n_steps)
+                        bar.update(n_steps * count)
             if t >= 0:
                 Q, R, v = run.observe()
-                if not (np.all(np.isfinite(Q)) and np.all(np.isfinite(v))
-                        and np.abs(np.diag(Q)).max() <= max_norm and np.abs(v).max() <= max_norm):
-                    raise _diverged(i, done, N, setup, "before")
-                Qs[i, t], Rs[i, t], vs[i, t] = Q, R, v
+                Q, R, v = Q.reshape(count, K, K), R.reshape(count, K, M), v.reshape(count, K)
+                bad = ~(np.isfinite(Q).all(axis=(1, 2)) & np.isfinite(v).all(axis=1)
+                        & (np.abs(np.diagonal(Q, axis1=1, axis2=2)).max(axis=1) <= max_norm)
+                        & (np.abs(v).max(axis=1) <= max_norm))
+                if bad.any():
+                    raise _diverged(first + int(np.argmax(bad)), done, N, setup, "before")
+                Qs[first:first + count, t], Rs[first:first + count, t] = Q, R
+                vs[first:first + count, t] = v
                 if eg_test is not None:
-                    eg_test[i, t] = run.test_error(X_test, act.g)
+                    eg_test[first, t] = run.test_error(X_test, act.g)
 
     try:
         if workers == 1:
-            for i in range(n_runs):
-                one_run(i)
+            for task in tasks:
+                one_task(*task)
         else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(one_run, i) for i in range(n_runs)]
+            with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+                futures = [pool.submit(one_task, *task) for task in tasks]
                 try:
                     wait(futures, return_when=FIRST_EXCEPTION)
                     for f in futures:
