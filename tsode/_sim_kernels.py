@@ -274,7 +274,7 @@ def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c
 # ---------------------------------------------------------------------------------------------
 
 #: Steps whose random numbers are drawn ahead in one block (per lane; fits in L1 for n <= 8).
-BLOCK = 64
+BLOCK = 16
 
 
 @njit(cache=True, nogil=True)

@@ -53,7 +53,7 @@ RANK_RTOL = 1e-13
 _PIECE_WORK = 2e7
 
 #: Largest group of runs that one task of the reduced engine advances in lockstep.
-_LANES = 8
+_LANES = 32
 
 
 def _integer(x, name, minimum) -> int:
