@@ -27,7 +27,15 @@ and :math:`(\lambda, \rho) = u = Lz` with :math:`G = LL^\top` (rank-revealing), 
 
 Random numbers come from a ``numpy.random.Generator`` passed in (numba reproduces NumPy's
 streams exactly). Order of draws per step — full engine: the N entries of x, then ζ (if σ > 0);
-reduced engine: the r entries of z, the χ² variate (if N > r), then ζ (if σ > 0).
+reduced engine: m = min(K + M, N) entries of z whatever the rank r of G (the m − r unused ones
+stand for the part of ‖x‖² outside the row space, see :func:`sample_lanes`), the χ²(N − m)
+variate (if N > m), then ζ (if σ > 0).
+
+The reduced engine advances a group of runs ("lanes", the last axis of its arrays) in lockstep:
+the random numbers of a block of steps are drawn ahead, run by run from each run's own generator,
+then each step works on all lanes at once (loops over lanes innermost, so that they vectorise and
+the latencies of the lanes' Cholesky factorisations overlap). A lane's arithmetic is that of a
+single run, so its trajectory does not depend on the other lanes nor on the grouping.
 """
 
 from __future__ import annotations
@@ -436,10 +444,12 @@ def reduced_advance_lanes(
     """Run ``n_steps`` steps of the exact chain on every lane (one run each) in place.
 
     G (n, n, lanes), v (K, lanes), vs (M,), gens: tuple of one ``numpy.random.Generator`` per
-    lane. Lane l follows :func:`reduced_advance` with min(n, N) normals per step (see
-    :func:`sample_lanes`), drawing from gens[l] only, so its trajectory does not depend on the
-    other lanes. Returns the number of steps completed by all lanes; fewer than ``n_steps``
-    means that lane failed[0] diverged at step (value + 1).
+    lane. Per step and lane: u = Lz and s = ‖z‖² + χ²(N − m) (:func:`sample_lanes`), then the SGD
+    update of G and v (:func:`update_lanes`); the χ² term is left out when ``with_chi2`` is False
+    (a deliberately *wrong* chain, used only to check that the statistical tests have power).
+    Lane l draws from gens[l] only, so its trajectory does not depend on the other lanes.
+    Returns the number of steps completed by all lanes; fewer than ``n_steps`` means that lane
+    failed[0] diverged (see :func:`update_lanes`) at step (value + 1).
     """
     n = G.shape[0]
     nl = len(gens)
