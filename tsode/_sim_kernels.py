@@ -302,6 +302,16 @@ def draw_block(gens, n_steps, m, N, sigma, with_chi2, Z, X2, ZE):
             ZE[b, l] = rng.standard_normal() if sigma > 0.0 else 0.0
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _residual_lanes(G, L, i, j, out, nl):
+    """out[l] = G[i, j, l] − Σ_{c<j} L[i, c, l] L[j, c, l] (summed in order) for every lane."""
+    for l in range(nl):
+        out[l] = G[i, j, l]
+    for c in range(j):
+        for l in range(nl):
+            out[l] -= L[i, c, l] * L[j, c, l]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def cholesky_lanes(G, L, tol, ok, d, e, nl):
     """Plain Cholesky G[:, :, l] = L[:, :, l] L[:, :, l]^T of every lane l < nl, in lockstep.
@@ -314,11 +324,7 @@ def cholesky_lanes(G, L, tol, ok, d, e, nl):
     for l in range(nl):
         ok[l] = 1.0
     for j in range(n):
-        for l in range(nl):
-            d[l] = G[j, j, l]
-        for c in range(j):
-            for l in range(nl):
-                d[l] -= L[j, c, l] * L[j, c, l]
+        _residual_lanes(G, L, j, j, d, nl)
         for l in range(nl):
             good = d[l] > tol[l]
             ok[l] = ok[l] if good else 0.0
@@ -326,11 +332,7 @@ def cholesky_lanes(G, L, tol, ok, d, e, nl):
             L[j, j, l] = ljj
             d[l] = 1.0 / ljj
         for i in range(j + 1, n):
-            for l in range(nl):
-                e[l] = G[i, j, l]
-            for c in range(j):
-                for l in range(nl):
-                    e[l] -= L[i, c, l] * L[j, c, l]
+            _residual_lanes(G, L, i, j, e, nl)
             for l in range(nl):
                 L[i, j, l] = e[l] * d[l]
 
