@@ -281,25 +281,19 @@ def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c
 # Reduced engine, several runs ("lanes") in lockstep
 # ---------------------------------------------------------------------------------------------
 
-#: Steps whose random numbers are drawn ahead in one block (per lane; fits in L1 for n <= 8).
-BLOCK = 16
-
-
 @njit(cache=True, nogil=True)
-def draw_block(gens, n_steps, m, N, sigma, with_chi2, Z, X2, ZE):
-    r"""Draw the random numbers of ``n_steps`` steps of every lane, in each run's stream order.
+def draw_block(rng, m, N, sigma, with_chi2, Z, X2, ZE):
+    r"""Draw the random numbers of Z.shape[0] steps of one run from ``rng``, in stream order.
 
-    Per step b of lane l, from ``gens[l]``: m normals (into Z[b, :, l]), then χ²(N − m) if
-    ``with_chi2`` and N > m (into X2[b, l], else 0), then ζ if σ > 0 (into ZE[b, l], else 0).
-    Z (BLOCK, m, lanes), X2 and ZE (BLOCK, lanes).
+    Per step b: m normals (into Z[b, :m]), then χ²(N − m) if ``with_chi2`` and N > m (into X2[b],
+    else 0), then ζ if σ > 0 (into ZE[b], else 0). Z (steps, m), X2 and ZE (steps,) may be
+    strided views (one lane of the arrays of :func:`reduced_advance_lanes`).
     """
-    for l in range(len(gens)):
-        rng = gens[l]
-        for b in range(n_steps):
-            for j in range(m):
-                Z[b, j, l] = rng.standard_normal()
-            X2[b, l] = rng.chisquare(N - m) if (with_chi2 and N > m) else 0.0
-            ZE[b, l] = rng.standard_normal() if sigma > 0.0 else 0.0
+    for b in range(Z.shape[0]):
+        for j in range(m):
+            Z[b, j] = rng.standard_normal()
+        X2[b] = rng.chisquare(N - m) if (with_chi2 and N > m) else 0.0
+        ZE[b] = rng.standard_normal() if sigma > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -440,39 +434,30 @@ def update_lanes(G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, ma
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def reduced_advance_lanes(
-    G, v, vs, gens, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
-    with_chi2, failed,
+    G, v, vs, Z, X2, ZE, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
+    failed,
 ):
     """Run ``n_steps`` steps of the exact chain on every lane (one run each) in place.
 
-    G (n, n, lanes), v (K, lanes), vs (M,), gens: tuple of one ``numpy.random.Generator`` per
-    lane. Per step and lane: u = Lz and s = ‖z‖² + χ²(N − m) (:func:`sample_lanes`), then the SGD
-    update of G and v (:func:`update_lanes`); the χ² term is left out when ``with_chi2`` is False
-    (a deliberately *wrong* chain, used only to check that the statistical tests have power).
-    Lane l draws from gens[l] only, so its trajectory does not depend on the other lanes.
-    Returns the number of steps completed by all lanes; fewer than ``n_steps`` means that lane
-    failed[0] diverged (see :func:`update_lanes`) at step (value + 1).
+    G (n, n, lanes), v (K, lanes), vs (M,); Z (>= n_steps, m, lanes), X2 and ZE (>= n_steps,
+    lanes) hold each lane's random numbers, drawn ahead by :func:`draw_block` from that lane's
+    generator (m = min(n, N)). Per step and lane: u = Lz and s = ‖z‖² + χ²(N − m)
+    (:func:`sample_lanes`), then the SGD update of G and v (:func:`update_lanes`). Returns the
+    number of steps completed by all lanes; fewer than ``n_steps`` means that lane failed[0]
+    diverged (see :func:`update_lanes`) at step (value + 1).
     """
-    n = G.shape[0]
-    nl = len(gens)
-    m = min(n, N)
-    Z, X2, ZE = np.empty((BLOCK, m, nl)), np.empty((BLOCK, nl)), np.empty((BLOCK, nl))
+    n, _, nl = G.shape
     L, U, C = np.zeros((n, n, nl)), np.empty((n, nl)), np.empty((K, nl))
     S, tol, d, D = np.empty(nl), np.empty(nl), np.empty(nl), np.empty(nl)
     ok, e = np.empty(nl), np.empty(nl)
     G1, A1, L1 = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
     perm = np.empty(n, dtype=np.int64)
-    done = 0
-    while done < n_steps:
-        nb = min(BLOCK, n_steps - done)
-        draw_block(gens, nb, m, N, sigma, with_chi2, Z, X2, ZE)
-        for b in range(nb):
-            sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl)
-            lane = update_lanes(
-                G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl
-            )
-            if lane >= 0:
-                failed[0] = lane
-                return done + b
-        done += nb
+    for b in range(n_steps):
+        sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl)
+        lane = update_lanes(
+            G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl
+        )
+        if lane >= 0:
+            failed[0] = lane
+            return b
     return n_steps

@@ -172,24 +172,40 @@ class _ReducedRuns:
     """State and step loop of a group of runs of the exact reduced Markov chain, in lockstep.
 
     G (n, n, runs) and v (K, runs) hold the runs along the last axis; run j draws only from
-    ``rngs[j]``, so its trajectory does not depend on the grouping.
+    ``rngs[j]`` (its random numbers for up to ``chunk`` steps are drawn ahead), so its trajectory
+    does not depend on the grouping.
     """
 
-    def __init__(self, state0: OrderParameters, N, rngs, pars, rank_rtol, with_chi2):
+    def __init__(self, state0: OrderParameters, N, rngs, pars, rank_rtol, with_chi2, chunk=1024):
         runs = len(rngs)
         G = np.array(state0.covariance, dtype=float)
+        n = G.shape[0]
         self.G = np.ascontiguousarray(np.repeat(G[:, :, None], runs, axis=2))
         self.v = np.ascontiguousarray(np.repeat(np.array(state0.v, dtype=float)[:, None], runs, 1))
         self.vs = np.array(state0.v_star, dtype=float)
-        self.K, self.N, self.gens = state0.K, N, tuple(rngs)
+        self.K, self.N, self.rngs = state0.K, N, rngs
         code, eta, eta_v, sigma, decay, max_norm = pars
-        self.pars = (code, eta, eta_v, sigma, decay, max_norm, rank_rtol, with_chi2)
+        self.draw_pars = (min(n, N), N, sigma, with_chi2)
+        self.pars = (code, eta, eta_v, sigma, decay, max_norm, rank_rtol)
+        self.Z = np.empty((chunk, min(n, N), runs))
+        self.X2, self.ZE = np.empty((chunk, runs)), np.empty((chunk, runs))
         self.failed = np.zeros(1, dtype=np.int64)  # the run of the group that diverged
 
     def advance(self, n_steps):
-        return _k.reduced_advance_lanes(
-            self.G, self.v, self.vs, self.gens, n_steps, self.K, self.N, *self.pars, self.failed
-        )
+        done = 0
+        while done < n_steps:
+            b = min(self.Z.shape[0], n_steps - done)
+            for j, rng in enumerate(self.rngs):
+                _k.draw_block(rng, *self.draw_pars, self.Z[:b, :, j], self.X2[:b, j],
+                              self.ZE[:b, j])
+            completed = _k.reduced_advance_lanes(
+                self.G, self.v, self.vs, self.Z, self.X2, self.ZE, b, self.K, self.N,
+                *self.pars, self.failed,
+            )
+            done += completed
+            if completed < b:
+                break
+        return done
 
     def observe(self):
         """(Q, R, v) now, with a leading run axis."""
