@@ -170,8 +170,8 @@ def test_same_seed_same_trajectory_and_runs_independent_of_batching(engine):
 @pytest.mark.parametrize("kind", ["random", "zero"])
 def test_reduced_runs_do_not_depend_on_how_they_are_grouped(kind):
     # the reduced engine advances groups of runs in lockstep (vectorised loops over runs, a
-    # scalar remainder, per-run fallback factorisations while G is rank-deficient): a run's
-    # trajectory must be the same in a group of 1, 2 or 32 runs
+    # scalar remainder, per-run fallback factorisations while G is rank-deficient) and single
+    # runs with scalar loops: a run's trajectory must be the same either way
     if kind == "zero":
         state0 = tsode.initial_state(3, 2, "small", N=60, seed=1, init_std=0.0)
     else:
@@ -179,7 +179,7 @@ def test_reduced_runs_do_not_depend_on_how_they_are_grouped(kind):
     setup = tsode.Setup("erf", eta=1.0, eta_v=0.3, sigma=0.1)
     kw = dict(N=60, alpha_max=2, engine="reduced", seed=5, n_runs=40)
     big = tsode.simulate(state0, setup, workers=1, **kw)  # groups of 32 and 8 runs
-    small = tsode.simulate(state0, setup, workers=20, **kw)  # groups of 2 runs
+    small = tsode.simulate(state0, setup, workers=20, **kw)  # 2 runs per worker: single runs
     for f in ("Q", "R", "v"):
         np.testing.assert_array_equal(getattr(big, f), getattr(small, f))
     one = tsode.simulate(state0, setup, **dict(kw, n_runs=1))

@@ -263,18 +263,73 @@ def factor(G, A, L, perm, rtol, N):
 
 @njit(cache=True, nogil=True)
 def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c):
-    """Apply one SGD step to the Gram matrix G (n, n) and v (K,) in place (one lane of
-    :func:`update_lanes`).
+    """Apply one SGD step to the Gram matrix G (n, n) and v (K,) in place.
 
     u (n,) are the fields (λ_1..λ_K, ρ_1..ρ_M) of the step's input, s = ‖x‖², zeta the label
-    noise; c (K,) receives c_k = −η v_k g'(λ_k) Δ. The teacher block of G is not touched.
-    Returns Δ = φ − y.
+    noise; c (K,) is scratch (receives c_k = −η v_k g'(λ_k) Δ). The teacher block of G is not
+    touched. Returns Δ = φ − y.
     """
     n = G.shape[0]
-    G3, v2, c2 = G.reshape((n, n, 1)), v.reshape((K, 1)), c.reshape((K, 1))
-    U, S, ZE, D = u.copy().reshape((n, 1)), np.full(1, s), np.full((1, 1), zeta), np.empty(1)
-    update_lanes(G3, v2, vs, U, S, ZE, 0, K, N, code, eta, eta_v, sigma, decay, np.inf, c2, D, 1)
-    return D[0]
+    phi = 0.0
+    for k in range(K):
+        phi += v[k] * g_scalar(code, u[k])
+    y = sigma * zeta
+    for m in range(n - K):
+        y += vs[m] * g_scalar(code, u[K + m])
+    delta = phi - y
+    for k in range(K):
+        c[k] = -eta * v[k] * dg_scalar(code, u[k]) * delta
+    a = 1.0 - decay / N
+    inv_n = 1.0 / N
+    s_n2 = s * inv_n * inv_n
+    for k in range(K):
+        for l in range(k, K):
+            q = a * a * G[k, l] + a * (c[k] * u[l] + c[l] * u[k]) * inv_n + c[k] * c[l] * s_n2
+            G[k, l] = q
+            G[l, k] = q
+        for m in range(K, n):
+            r = a * G[k, m] + c[k] * u[m] * inv_n
+            G[k, m] = r
+            G[m, k] = r
+    if eta_v > 0.0:
+        for k in range(K):
+            v[k] = a * v[k] - eta_v * inv_n * g_scalar(code, u[k]) * delta
+    return delta
+
+
+@njit(cache=True, nogil=True)
+def reduced_advance_one(
+    G, v, vs, Z, X2, ZE, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
+):
+    """:func:`reduced_advance_lanes` for a single run (same arithmetic, scalar loops).
+
+    G (n, n), v (K,), Z (>= n_steps, m), X2 and ZE (>= n_steps,) drawn by :func:`draw_block`.
+    Returns the number of steps completed; fewer than ``n_steps`` means divergence (a
+    non-finite Δ, or a diagonal of Q or an entry of v beyond ``max_norm``) at step (value + 1).
+    """
+    n = G.shape[0]
+    m = min(n, N)
+    A, L, perm = np.empty((n, n)), np.empty((n, n)), np.empty(n, dtype=np.int64)
+    u, c = np.empty(n), np.empty(K)
+    for b in range(n_steps):
+        r = factor(G, A, L, perm, rank_rtol, N)
+        zz = 0.0
+        for j in range(m):
+            zz += Z[b, j] * Z[b, j]
+        for i in range(n):
+            t = 0.0
+            for j in range(min(i + 1, r)):
+                t += L[i, j] * Z[b, j]
+            u[perm[i]] = t
+        delta = reduced_update(
+            G, v, vs, u, zz + X2[b], ZE[b], K, N, code, eta, eta_v, sigma, decay, c
+        )
+        if not math.isfinite(delta):
+            return b
+        for k in range(K):
+            if not (G[k, k] <= max_norm and abs(v[k]) <= max_norm):
+                return b
+    return n_steps
 
 
 # ---------------------------------------------------------------------------------------------

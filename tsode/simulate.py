@@ -54,6 +54,7 @@ _PIECE_WORK = 2e7
 
 #: Largest group of runs that one task of the reduced engine advances in lockstep.
 _LANES = 32
+_MIN_LANES = 4
 
 
 def _integer(x, name, minimum) -> int:
@@ -198,10 +199,17 @@ class _ReducedRuns:
             for j, rng in enumerate(self.rngs):
                 _k.draw_block(rng, *self.draw_pars, self.Z[:b, :, j], self.X2[:b, j],
                               self.ZE[:b, j])
-            completed = _k.reduced_advance_lanes(
-                self.G, self.v, self.vs, self.Z, self.X2, self.ZE, b, self.K, self.N,
-                *self.pars, self.failed,
-            )
+            if len(self.rngs) == 1:  # scalar loops: faster than lanes for one run
+                n = self.G.shape[0]
+                completed = _k.reduced_advance_one(
+                    self.G.reshape(n, n), self.v.reshape(-1), self.vs, self.Z[:, :, 0],
+                    self.X2[:, 0], self.ZE[:, 0], b, self.K, self.N, *self.pars,
+                )
+            else:
+                completed = _k.reduced_advance_lanes(
+                    self.G, self.v, self.vs, self.Z, self.X2, self.ZE, b, self.K, self.N,
+                    *self.pars, self.failed,
+                )
             done += completed
             if completed < b:
                 break
@@ -356,6 +364,7 @@ def simulate(
         tasks = [(i, 1) for i in range(n_runs)]
     else:
         lanes = min(_LANES, -(-n_runs // workers))
+        lanes = lanes if lanes >= _MIN_LANES else 1  # small groups run slower than single runs
         tasks = [(i, min(lanes, n_runs - i)) for i in range(0, n_runs, lanes)]
     cost = (K + M) * N if engine == "full" else (K + M) ** 3 * lanes
     piece = max(1, int(_PIECE_WORK / cost))
