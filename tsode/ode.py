@@ -72,9 +72,9 @@ class Drift:
         # float64 coefficients: eta**2 of a huge eta is inf (a clear divergence), never a
         # Python OverflowError
         self._eta, self._eta_v = np.float64(setup.eta), np.float64(setup.eta_v)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             self._eta2 = self._eta * self._eta
-            self._noise2 = self._eta2 * np.float64(setup.sigma) ** 2
+            self._noise2 = self._eta2 * np.float64(setup.sigma) ** 2 if setup.sigma > 0 else 0.0
 
     @classmethod
     def from_state(cls, state: OrderParameters, setup: Setup) -> "Drift":
