@@ -163,8 +163,10 @@ def _erf_I4(C, a, b, c, d):
     lam0 = lam4 * cd - bc * bd * aa1 - ac * ad * bb1 + ab * ac * bd + ab * ad * bc
     lam1 = lam4 * (1.0 + C[c, c]) - bc * bc * aa1 - ac * ac * bb1 + 2.0 * ab * ac * bc
     lam2 = lam4 * (1.0 + C[d, d]) - bd * bd * aa1 - ad * ad * bb1 + 2.0 * ab * ad * bd
-    p12 = lam1 * lam2
-    den = math.sqrt(p12) if p12 < math.inf else math.sqrt(lam1) * math.sqrt(lam2)  # no overflow
+    if lam1 < 1e150 and lam2 < 1e150:
+        den = math.sqrt(lam1 * lam2)
+    else:  # huge variances: L1 L2 would overflow
+        den = math.sqrt(lam1) * math.sqrt(lam2)
     return 4.0 / math.pi**2 * _asin(lam0 / den) / math.sqrt(lam4)
 
 
