@@ -452,34 +452,11 @@ def fixed_point(
     soft_rtol = check_number(soft_rtol, "soft_rtol", upper=1.0)
     rel_step = check_number(rel_step, "rel_step", strict=True, upper=1e-2)
     f = _drift_of(guess, setup)
-    Q0, R0, v0 = np.asarray(guess.Q), np.asarray(guess.R), np.asarray(guess.v)
     group = np.arange(guess.K)
     if coincident_tol is not None:
         coincident_tol = check_number(coincident_tol, "coincident_tol", upper=1.0)
         group = _coincident_groups(guess, f.train_v, coincident_tol)
-    note = ""
-    if group.max() + 1 < guess.K:
-        red = _Reduction(f, *_group_labels(group, guess.M))
-        p, res, n_iter, message, ok = red.solve(red.reduce(Q0, R0, v0), tol=tol,
-                                                max_iter=max_iter)
-        y = f.pack(*red.full(p))
-        res = float(np.abs(f(0.0, y)).max())
-        ok = ok and res <= tol
-        sets = [tuple(np.flatnonzero(group == g).tolist()) for g in range(group.max() + 1)]
-        note = ("solved on the invariant set where the units "
-                f"{', '.join(str(s_) for s_ in sets if len(s_) > 1)} coincide; ")
-    else:
-        y0 = f.pack(Q0, R0, v0)
-
-        def admissible(y):
-            Q, R, _ = f.unpack(y)
-            return bool(np.all(np.isfinite(y))) and _is_psd(Q, R, f.T)
-
-        y, res, n_iter, message, ok = _newton(
-            lambda y: f(0.0, y), lambda y: f.jacobian(0.0, y, rel_step=rel_step), y0, tol=tol,
-            max_iter=max_iter, admissible=admissible,
-        )
-    message = note + message
+    y, res, n_iter, message, ok = _solve(f, guess, group, tol, max_iter, rel_step)
     if not ok and not np.isfinite(res):
         message += f"; {_culprit(f, f.pack_state(guess))} is probably too large"
     if not ok:
@@ -490,6 +467,30 @@ def fixed_point(
             f"eta_v={setup.eta_v}, sigma={setup.sigma}): {message}"
         )
     return _result(f, y, guess, setup, res, ok, message, n_iter, soft_tol, soft_rtol, rel_step)
+
+
+def _solve(f: Drift, guess: OrderParameters, group, tol, max_iter, rel_step):
+    """Newton for :func:`fixed_point`: on the invariant set where the units of each ``group``
+    coincide if some do, else on the full packed state. Returns (y, residual, n_iter, message,
+    ok) with the residual of the full system."""
+    Q0, R0, v0 = np.asarray(guess.Q), np.asarray(guess.R), np.asarray(guess.v)
+    if group.max() + 1 < guess.K:
+        red = _Reduction(f, *_group_labels(group, guess.M))
+        p, res, n_iter, message, ok = red.solve(red.reduce(Q0, R0, v0), tol=tol,
+                                                max_iter=max_iter)
+        y = f.pack(*red.full(p))
+        res = float(np.abs(f(0.0, y)).max())
+        sets = [tuple(np.flatnonzero(group == g).tolist()) for g in range(group.max() + 1)]
+        note = ("solved on the invariant set where the units "
+                f"{', '.join(str(s_) for s_ in sets if len(s_) > 1)} coincide; ")
+        return y, res, n_iter, note + message, ok and res <= tol
+
+    def admissible(y):
+        Q, R, _ = f.unpack(y)
+        return bool(np.all(np.isfinite(y))) and _is_psd(Q, R, f.T)
+
+    return _newton(lambda y: f(0.0, y), lambda y: f.jacobian(0.0, y, rel_step=rel_step),
+                   f.pack(Q0, R0, v0), tol=tol, max_iter=max_iter, admissible=admissible)
 
 
 def _sym(Q, R, v):

@@ -204,25 +204,21 @@ def simulate(
     setup : Setup
         Activation, η (first layer, step η/√N), η_v (second layer, step η_v/N; 0 = frozen), label
         noise σ, weight decay κ (per step w ← (1 − κ/N) w, also v when η_v > 0; needs κ < N).
-    N : int >= 1
-        Input dimension.
-    alpha_max : float > 0
-        Final time α = steps / N.
+    N : int >= 1 (a whole float such as 1e5 is accepted), input dimension.
+    alpha_max : float > 0, final time α = steps / N.
     engine : "full" or "reduced"
         ``"full"``: SGD on N-dimensional weights, O((K+M) N) per step. ``"reduced"``: the exact
         Markov chain of (Q, R, v), O((K+M)^3) per step whatever N; same law as ``"full"``.
     seed : int >= 0
         Run i draws from ``SeedSequence(seed, spawn_key=(i, j))``: the same seed gives the same
         trajectories (whatever ``workers``), and run i is the same for every ``n_runs`` > i.
-    n_runs : int >= 1
-        Independent runs from the same initial state.
+    n_runs : int >= 1, independent runs from the same initial state.
     alphas : 1-D array, optional
         Output times in [0, alpha_max], rounded to integer step counts round(α N) (they must stay
         distinct). Default: ``tsode.ode.default_alphas(alpha_max)`` (0 and 200 log-spaced times)
         rounded to step counts, duplicates removed. The runs stop at the last output time.
     progress : bool or None
-        tqdm progress bar (in run-steps). None: only when stderr is a terminal, and only once a
-        run has lasted 2 s — so silent in tests, CI logs and notebooks executed by papermill.
+        tqdm progress bar (in run-steps). None: only when stderr is a terminal, after 2 s.
     workers : int >= 1, optional
         Threads running independent runs in parallel (the compiled loops release the GIL).
         Default min(n_runs, number of CPUs).
@@ -230,7 +226,7 @@ def simulate(
         Full engine only: if > 0, also estimate ε_g on a fixed test set of that many Gaussian
         inputs (shared by all runs) at every output time; returned as ``info["eg_test"]``
         (same shape as ``eg``). A cross-check of the closed forms; costs O(test_set (K+M) N) per
-        output time. (Arrays in ``info`` are not restored by ``Trajectory.from_npz``.)
+        output time.
     max_norm : float
         A run diverges when Δ = φ − y becomes non-finite, or (reduced engine, every step; full
         engine, at output times) a diagonal entry of Q or an entry of v exceeds max_norm.
@@ -247,8 +243,8 @@ def simulate(
     Raises
     ------
     TypeError if state0/setup have the wrong type; ValueError on bad parameters (naming the
-    parameter and its allowed range); DivergenceError (from :mod:`tsode.ode`) if a run blows up
-    (learning rate too large), naming the run and the time α — never returns NaNs.
+    parameter and its allowed range); MemoryError when the full engine's weights would not fit;
+    DivergenceError (:mod:`tsode.ode`) if a run blows up, naming the run and α — never NaNs.
 
     Examples
     --------
