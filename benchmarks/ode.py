@@ -13,7 +13,8 @@ Part 1 (issue 2 targets on a 2-core machine), best of a few repeats after one wa
 Part 2 (issue 9, large K): erf K = 10, 20, 50 (eta = 0.5) and ReLU K = 10 (eta = 0.2: 0.5
 diverges), M = 2, first layer,
 random state (N = 1000, seed 0), to alpha = 1e3. Each case runs in a fresh subprocess, which
-prints its integration time and its peak resident memory (``resource.getrusage`` maxrss, the
+prints its integration time (wall and CPU: on a shared machine the CPU time is the stable one)
+and its peak resident memory (``resource.getrusage`` maxrss, the
 whole process: Python, numpy, numba included). Target for erf K = 50: <= 2 GiB and <= 119 s
 (a quarter of the 476 s measured before the blocked Jacobian, with a 20.5 GiB peak).
 
@@ -33,11 +34,11 @@ import tsode
 K, act, alpha_max = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 state0 = tsode.initial_state(K, 2, "random", N=1000, seed=0)
 setup = tsode.Setup(act, eta=0.5 if act == "erf" else 0.2)
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 traj = tsode.integrate(state0, setup, alpha_max)
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-print(json.dumps(dict(seconds=t2 - t1, import_and_setup=t1 - t0, peak=peak,
+print(json.dumps(dict(seconds=t2 - t1, cpu=c2 - c1, import_and_setup=t1 - t0, peak=peak,
                       nfev=traj.info["nfev"], njev=traj.info["njev"], eg=float(traj.eg[-1]))))
 """
 
@@ -85,10 +86,12 @@ def large_case(K, act, alpha_max=1e3):
 
 def large_cases(Ks):
     print("\nlarge K (M=2, eta=0.5 erf / 0.2 relu, first layer, alpha_max=1e3), one process per case:")
-    print(f"{'case':>12} {'time [s]':>10} {'peak [MiB]':>11} {'nfev':>7} {'njev':>5}")
+    print(f"{'case':>12} {'time [s]':>10} {'cpu [s]':>9} {'peak [MiB]':>11} {'nfev':>7} "
+          f"{'njev':>5}")
     for K, act in Ks:
         r = large_case(K, act)
-        print(f"{act + ' K=' + str(K):>12} {r['seconds']:10.2f} {r['peak'] / 2**20:11.0f} "
+        print(f"{act + ' K=' + str(K):>12} {r['seconds']:10.2f} {r['cpu']:9.2f} "
+              f"{r['peak'] / 2**20:11.0f} "
               f"{r['nfev']:7d} {r['njev']:5d}", flush=True)
 
 

@@ -207,6 +207,14 @@ def test_initial_state_refuses_what_would_not_fit():
         tsode.initial_state(2, 2, "random", N=10**12)
 
 
+def test_ode_refuses_a_K_whose_integrals_would_not_fit():
+    """K = 600: K^4 / 8 ~ 3e10 I4 integrals (~ 3 TB); refused before any allocation."""
+    s = tsode.OrderParameters(Q=np.eye(600), R=np.zeros((600, 1)), T=np.eye(1),
+                              v=np.ones(600), v_star=np.ones(1))
+    with pytest.raises(MemoryError, match="the ODEs at K=600, M=1 needs about .* GiB"):
+        tsode.integrate(s, tsode.Setup("erf", eta=0.5), 1.0)
+
+
 def test_full_simulation_refuses_what_would_not_fit(state):
     with pytest.raises(MemoryError, match="engine='full'.*use engine='reduced'"):
         tsode.simulate(state, tsode.Setup("erf", eta=0.5), N=10**12, alpha_max=1e-9,

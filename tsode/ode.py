@@ -23,7 +23,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from ._common import (
-    check_alphas, check_int, check_number, covariance, default_alphas, fd_jacobian, fd_steps,
+    check_alphas, check_int, check_memory, check_number, covariance, default_alphas,
+    fd_jacobian, fd_steps,
 )
 from .activations import index_tuples
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
@@ -38,6 +39,11 @@ class DivergenceError(RuntimeError):
 
 class StallError(RuntimeError):
     """Raised when the solver stops making progress or exceeds its budget of evaluations."""
+
+
+#: Bytes held per I4 integral by the drift and its Jacobian: index tuples (32), values and
+#: coefficients (3 x 8), column hit lists (~10 x 4), scratch.
+_BYTES_PER_I4 = 112
 
 
 class Drift:
@@ -57,6 +63,8 @@ class Drift:
         n = K + M
         self.iu = np.triu_indices(K)
         self.n_q = len(self.iu[0])
+        check_memory(_BYTES_PER_I4 * self.n_q * n * (n + 1) / 2, f"the ODEs at K={K}, M={M}",
+                     "the I4 integrals alone grow like K^4 / 2; use a smaller K")
         self.size = self.n_q + K * M + (K if self.train_v else 0)
         # index tuples for the integrals
         self.idx3 = index_tuples(K, n, n)  # (K*n*n, 3): (i, b, a)
