@@ -320,6 +320,15 @@ def test_divergence_from_label_noise_blames_sigma(state):
         tsode.integrate(state, tsode.Setup("linear", eta=0.1, sigma=1e5), 10.0)
 
 
+@pytest.mark.parametrize("engine", ["full", "reduced"])
+@pytest.mark.parametrize("kw, culprit", [(dict(eta=1e300), "learning rate eta = 1e\\+300"),
+                                         (dict(eta=0.5, sigma=1e200), "label noise sigma"),
+                                         (dict(eta=0.5, eta_v=1e300), "eta_v = 1e\\+300")])
+def test_simulation_divergence_names_the_parameter(state, engine, kw, culprit):
+    with pytest.raises(tsode.DivergenceError, match=f"run 0 diverged .*{culprit}"):
+        tsode.simulate(state, tsode.Setup("erf", **kw), N=100, alpha_max=1.0, engine=engine)
+
+
 def test_divergence_from_eta_still_blames_eta(state):
     with pytest.raises(tsode.DivergenceError, match="learning rate eta = 50 is"):
         tsode.integrate(state, tsode.Setup("linear", eta=50.0, sigma=0.1), 100.0)

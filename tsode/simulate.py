@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _sim_kernels as _k
 from ._common import check_alphas, check_int, check_memory, check_number, covariance
-from .ode import DivergenceError
+from .ode import DivergenceError, Drift, _culprit
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
 
@@ -141,7 +141,8 @@ class _FullRun:
     def observe(self):
         """(Q, R, v) now, computed from the weights."""
         N = self.N
-        return self.W @ self.W.T / N, self.W @ self.Ws.T / N, self.v.copy()
+        with np.errstate(over="ignore", invalid="ignore"):  # blown-up weights: checked later
+            return self.W @ self.W.T / N, self.W @ self.Ws.T / N, self.v.copy()
 
     def test_error(self, X, g):
         """½ mean over the rows of X of (φ − φ*)² (noiseless teacher)."""
@@ -389,7 +390,7 @@ class _Recorder:
             if n_steps:
                 completed = run.advance(n_steps)
                 if completed < n_steps:
-                    raise _diverged(i, done + completed + 1, p.N, p.setup, "at")
+                    raise _diverged(i, done + completed + 1, p, "at")
                 done += n_steps
                 if self.bar is not None:
                     with self.lock:
@@ -402,7 +403,7 @@ class _Recorder:
         m = self.plan.max_norm
         if not (np.all(np.isfinite(Q)) and np.all(np.isfinite(v))
                 and np.abs(np.diag(Q)).max() <= m and np.abs(v).max() <= m):
-            raise _diverged(i, done, self.plan.N, self.plan.setup, "before")
+            raise _diverged(i, done, self.plan, "before")
         self.Q[i, t], self.R[i, t], self.v[i, t] = Q, R, v
         if self.eg_test is not None:
             self.eg_test[i, t] = run.test_error(self.X_test, self.plan.setup.act.g)
@@ -457,9 +458,11 @@ def _assemble(plan: _Plan, rec: _Recorder, seconds: float) -> Trajectory:
                       v_star=v_star, setup=plan.setup, info=info)
 
 
-def _diverged(run: int, step: int, N: int, setup: Setup, when: str) -> DivergenceError:
+def _diverged(run: int, step: int, plan: _Plan, when: str) -> DivergenceError:
+    """The error of a run that blew up, naming the parameter whose term dominates the mean
+    (ODE) drift at the initial state."""
+    f = Drift.from_state(plan.state0, plan.setup)
     return DivergenceError(
-        f"run {run} diverged {when} alpha = {step / N:.6g} (step {step}): the weights blew up; the "
-        f"learning rate eta = {setup.eta:g} (eta_v = {setup.eta_v:g}) is probably too large for "
-        "this network"
+        f"run {run} diverged {when} alpha = {step / plan.N:.6g} (step {step}): the weights blew "
+        f"up; {_culprit(f, f.pack_state(plan.state0))} is probably too large for this network"
     )
