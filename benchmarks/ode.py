@@ -43,6 +43,38 @@ print(json.dumps(dict(seconds=t2 - t1, cpu=c2 - c1, import_and_setup=t1 - t0, pe
 """
 
 
+_JAC_CHILD = r"""
+import json, resource, sys, time
+import tsode
+from tsode.ode import Drift
+K = int(sys.argv[1])
+state0 = tsode.initial_state(K, 2, "random", N=1000, seed=0)
+f = Drift.from_state(state0, tsode.Setup("erf", eta=0.5))
+y = f.pack_state(state0)
+out = {}
+for central in (False, True):
+    t, c = time.perf_counter(), time.process_time()
+    f.jacobian(0.0, y, central=central)
+    out["central" if central else "forward"] = (time.perf_counter() - t, time.process_time() - c)
+out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(out))
+"""
+
+
+def jacobians(Ks=(10, 20, 50)):
+    """One forward and one central Jacobian of the erf drift (M = 2), fresh process per K
+    (the first call includes building the column index lists)."""
+    print("\nJacobian of the drift (erf, M=2), one process per K:")
+    print(f"{'K':>4} {'forward wall/cpu [s]':>22} {'central wall/cpu [s]':>22} {'peak [MiB]':>11}")
+    for K in Ks:
+        out = subprocess.run([sys.executable, "-c", _JAC_CHILD, str(K)], capture_output=True,
+                             text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        fw, ce = r["forward"], r["central"]
+        print(f"{K:>4} {fw[0]:11.2f} /{fw[1]:8.2f} {ce[0]:11.2f} /{ce[1]:8.2f} "
+              f"{r['peak'] / 2**20:11.0f}", flush=True)
+
+
 def best_time(state0, setup, alpha_max, repeats=3):
     import tsode
 
@@ -110,6 +142,7 @@ def main():
     small_cases()
     cases = [(10, "erf"), (20, "erf")] + ([] if quick else [(50, "erf")]) + [(10, "relu")]
     large_cases(cases)
+    jacobians((10, 20) if quick else (10, 20, 50))
     whole_process()
 
 
