@@ -218,28 +218,23 @@ def simulate(
         Output times in [0, alpha_max], rounded to integer step counts round(α N) (they must stay
         distinct). Default: ``tsode.ode.default_alphas(alpha_max)`` (0 and 200 log-spaced times)
         rounded to step counts, duplicates removed. The runs stop at the last output time.
-    progress : bool or None
-        tqdm progress bar (in run-steps). None: only when stderr is a terminal, after 2 s.
-    workers : int >= 1, optional
-        Threads running independent runs in parallel (the compiled loops release the GIL).
-        Default min(n_runs, number of CPUs).
+    progress : bool or None, tqdm bar; None: only when stderr is a terminal, after 2 s.
+    workers : int >= 1, threads running runs in parallel; default min(n_runs, CPUs).
     test_set : int >= 0
         Full engine only: if > 0, also estimate ε_g on a fixed test set of that many Gaussian
         inputs (shared by all runs) at every output time; returned as ``info["eg_test"]``
         (same shape as ``eg``). A cross-check of the closed forms; costs O(test_set (K+M) N) per
         output time.
-    max_norm : float
-        A run diverges when Δ = φ − y becomes non-finite, or (reduced engine, every step; full
-        engine, at output times) a diagonal entry of Q or an entry of v exceeds max_norm.
+    max_norm : float in (0, 1e100]; a run diverges when Δ = φ − y becomes non-finite, or a
+        diagonal entry of Q or an entry of v exceeds it (reduced: every step; full: output times).
 
     Returns
     -------
     Trajectory
         ``alpha`` (T,) = recorded steps / N; ``eg`` (T,) from the closed forms
         (ε_g = ½ Σ_ab w_a w_b I2(a, b), noiseless teacher); ``Q`` (T, K, K), ``R`` (T, K, M),
-        ``v`` (T, K) — with a leading run axis (n_runs, ...) when n_runs > 1; ``info`` with
-        engine, N, seed, n_runs, steps (per run), workers, seconds, run_steps_per_second
-        (and eg_test, test_set if requested).
+        ``v`` (T, K) — with a leading run axis (n_runs, ...) when n_runs > 1; ``info``: engine,
+        N, seed, n_runs, steps, workers, seconds, run_steps_per_second (eg_test, test_set).
 
     Raises
     ------
