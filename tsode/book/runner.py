@@ -342,18 +342,20 @@ def _rel(p: Path) -> str:
 # ------------------------------------------------------------------------------------------
 # building
 # ------------------------------------------------------------------------------------------
-def stage(committed: bool = False, executed: Path | None = None) -> Path:
+def stage(committed: bool = False, executed: Path | None = None, dest: Path | None = None) -> Path:
     """Copy the book's sources to ``_build/src`` with the executed notebooks of ``executed``
     (default ``_build/notebooks``) in place of the committed ones where they exist, and the intro's
     table of reproduced results filled in. Returns the staged root."""
     from .pages import fill_intro
 
-    src = ROOT / "_build" / "src"
+    src = Path(dest) if dest else ROOT / "_build" / "src"
     if src.exists():
         shutil.rmtree(src)
     (src / "book").mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, src / name)
+    if (ROOT / "_static").is_dir():
+        shutil.copytree(ROOT / "_static", src / "_static")
     executed = Path(executed) if executed else ROOT / "_build" / "notebooks"
     for p in BOOK.iterdir():
         if p.name.startswith("."):
@@ -374,8 +376,8 @@ def jupyter_book_command() -> list[str]:
 
 def build(path_output: str | None = None, builder: str = "html", committed: bool = False) -> int:
     """``jupyter-book build --all -W --keep-going`` of the staged book (see :func:`stage`)."""
-    src = stage(committed)
     out = Path(path_output).resolve() if path_output else ROOT
+    src = stage(committed, dest=out / "_build" / "src")
     cmd = jupyter_book_command() + ["build", str(src), "--all", "-W", "--keep-going",
                                     "--builder", builder, "--path-output", str(out)]
     print("$ jupyter-book", " ".join(cmd[3:]), flush=True)
