@@ -139,7 +139,7 @@ def test_checks_catch_a_bad_page(browser, html, tmp_path):
            "<div style='width:1500px;height:10px'>wide</div>"
            "<img src='does-not-exist.png'>"
            f"<img src='{small.as_uri()}'>"
-           "<p>$$x^2$$</p>")
+           "<p class='tex2jax_ignore mathjax_ignore'>$$x^2$$ untypeset</p>")
     text = src.read_text()
     i = text.index("<section")
     page = src.parent / "_bad_page.html"
