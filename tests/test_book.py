@@ -50,7 +50,7 @@ def test_notebook_executed_in_full_mode(path):
     assert len(injected) == 1, "executed by the runner: one injected-parameters cell"
     cell = injected[0]
     assert cell.id == book.INJECTED_ID
-    assert "hide-cell" in cell.metadata["tags"]
+    assert book.INJECTED_TAG in cell.metadata["tags"]
     assert nb.cells.index(cell) == nb.cells.index(params[0]) + 1
     values = {}
     for node in ast.parse(cell.source).body:
@@ -144,7 +144,7 @@ def test_tidy_fixes_injected_cell_and_strips_metadata():
     nb.metadata["papermill"] = {"start_time": "now"}
     book.tidy(nb)
     assert "papermill" not in nb.metadata
-    assert inj.id == "injected-parameters" and inj.metadata["tags"] == ["injected-parameters", "hide-cell"]
+    assert inj.id == "injected-parameters" and inj.metadata["tags"] == ["injected-parameters", "remove-cell"]
     assert "papermill" not in inj.metadata and "execution" not in inj.metadata
     assert b"Matplotlib" not in base64.b64decode(fig.outputs[0]["data"]["image/png"])
     assert book.problems(nb) == []
@@ -228,11 +228,9 @@ def _visible_text(html: str) -> str:
 
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory):
-    assert shutil.which("jupyter-book"), "jupyter-book is not installed: pip install -r requirements.txt"
     out = tmp_path_factory.mktemp("book")
     proc = subprocess.run(
-        ["jupyter-book", "build", str(ROOT), "--all", "-W", "--keep-going",
-         "--path-output", str(out)],
+        [sys.executable, "-m", "tsode.book", "build", "--committed", "--path-output", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     log = proc.stdout + proc.stderr
     warnings = [line for line in log.splitlines() if "WARNING" in line]

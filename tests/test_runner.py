@@ -1,0 +1,163 @@
+"""The book runner cannot lose outputs or dirty the checkout (issues 9 and 13).
+
+Small throw-away notebooks (a few seconds each) test the runner's guarantees; two slower tests run
+chapter 4 in fast mode (~20-40 s each): on a fresh clone with the README's commands, and twice
+with different thread counts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tsode.book import runner as book
+
+ROOT = book.ROOT
+
+
+def _notebook(path: Path, *sources: str, outputs=None) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('mode = "full"\nseed = 0\noverrides = {}',
+                                       metadata={"tags": ["parameters"]})
+    nb.cells = [params] + [nbformat.v4.new_code_cell(s) for s in sources]
+    if outputs:
+        nb.cells[-1].outputs = outputs
+    nbformat.write(nb, str(path))
+    return path
+
+
+FIGURE = "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()"
+
+
+def _pngs(path: Path) -> int:
+    return book.counts(nbformat.read(str(path), as_version=4))["figures"]
+
+
+def test_mplbackend_agg_does_not_strip_figures(tmp_path, monkeypatch):
+    src = _notebook(tmp_path / "07_figure.ipynb", FIGURE)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    assert book.run([str(src)], "fast", output=str(tmp_path / "out")) == 0
+    assert _pngs(tmp_path / "out" / src.name) == 1
+    assert os.environ["MPLBACKEND"] == "Agg", "the caller's environment is restored"
+
+
+def test_fewer_figures_than_committed_is_a_failure(tmp_path, capsys):
+    png = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="})
+    src = _notebook(tmp_path / "08_lost.ipynb", "x = 1", outputs=[png])
+    before = src.read_bytes()
+    failed_dir = ROOT / "_build" / "failed"
+    old = set(failed_dir.glob("08_lost-*.ipynb")) if failed_dir.exists() else set()
+    try:
+        assert book.run([str(src)], "fast", output=str(tmp_path / "out")) == 1
+        assert book.run([str(src)], "fast", output=str(tmp_path / "out")) == 1
+        new = set(failed_dir.glob("08_lost-*.ipynb")) - old
+        assert len(new) == 2, "two failing runs keep two files"
+    finally:
+        for p in set(failed_dir.glob("08_lost-*.ipynb")) - old:
+            p.unlink()
+    assert "figures: 0 instead of 1" in capsys.readouterr().err
+    assert not (tmp_path / "out" / src.name).exists() and src.read_bytes() == before
+
+
+def test_p_mode_is_an_error_pointing_to_mode(capsys):
+    with pytest.raises(SystemExit, match="--mode"):
+        book.main(["run", "-p", "mode", "fast", "1"])
+
+
+def test_in_place_only_for_plain_full_runs():
+    assert book.destination("full", {"mode": "full"}, None, False) == ROOT / "_build" / "notebooks"
+    assert book.destination("full", {"mode": "full"}, None, True) is None
+    with pytest.raises(SystemExit, match="--in-place"):
+        book.destination("fast", {"mode": "fast"}, None, True)
+    with pytest.raises(SystemExit, match="--in-place"):
+        book.destination("full", {"mode": "full", "seed": 1}, None, True)
+
+
+def test_broken_notebook_names_the_chapter(tmp_path, capsys):
+    src = tmp_path / "09_broken.ipynb"
+    src.write_text("{ this is not json")
+    assert book.run([str(src)], "fast", output=str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert "chapter 09_broken" in err and "NotJSONError" in err
+    assert "tsode-book-" not in err, "the message names the chapter, not a temp file"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_leave_no_temp_files(tmp_path, sig):
+    book_dir = tmp_path / "nbs"
+    book_dir.mkdir()
+    src = _notebook(book_dir / "10_slow.ipynb", "import time\ntime.sleep(120)")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tsode.book", "run", "--mode", "fast", str(src),
+                             "--output", str(tmp_path / "out")], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not any(tmp.glob("tsode-book-*")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert any(tmp.glob("tsode-book-*")), "the run did not start"
+    time.sleep(3)  # the kernel is executing
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert not list(tmp.glob("tsode-book-*")), "temporary folder left behind"
+    assert sorted(p.name for p in book_dir.iterdir()) == ["10_slow.ipynb"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_with_a_venv_python_not_on_path(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                    str(venv)], check=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "tsode.book", "build", "--committed",
+                           "--path-output", str(tmp_path / "out")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "out" / "_build" / "html" / "book" / "intro.html").exists()
+
+
+def _git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_fresh_clone_stays_clean_after_the_readme_book_commands(tmp_path):
+    """The README's reader commands (cheap variant: chapter 4 in fast mode, then build) leave
+    ``git status`` clean on a fresh clone of this checkout's HEAD."""
+    clone = tmp_path / "clone"
+    _git("clone", "--quiet", str(ROOT), str(clone), cwd=tmp_path)
+    _git("checkout", "--quiet", _git("rev-parse", "HEAD", cwd=ROOT).strip(), cwd=clone)
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+    for cmd in (["run", "--mode", "fast", "4"], ["build"]):
+        proc = subprocess.run([sys.executable, "-m", "tsode.book", *cmd], cwd=clone, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (clone / "_build" / "html" / "book" / "04_fixed_points.html").exists()
+    assert _git("status", "--porcelain", "--untracked-files=all", cwd=clone) == ""
+
+
+def _tidy_cells(path: Path) -> list:
+    """Cells of an executed notebook without the measured run time (the re-run section)."""
+    nb = nbformat.read(str(path), as_version=4)
+    return [c for c in nb.cells if not c.id.endswith("-rerun-code")]
+
+
+def test_thread_count_changes_no_output(tmp_path, monkeypatch):
+    outs = []
+    for threads in ("1", "2"):
+        for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            monkeypatch.setenv(var, threads)
+        out = tmp_path / f"threads{threads}"
+        assert book.run(["4"], "fast", output=str(out)) == 0
+        outs.append(_tidy_cells(out / "04_fixed_points.ipynb"))
+    for a, b in zip(*outs):
+        assert a == b, f"cell {a.id} differs between 1 and 2 threads"
