@@ -187,12 +187,15 @@ def failed_path(src: Path) -> Path:
     raise ChapterError(f"too many failed runs of {src.stem} at {stamp}")  # pragma: no cover
 
 
-def _papermill(src: Path, out: str, parameters: dict) -> list[str]:
-    """Execute ``src`` into ``out``; the errors papermill raised (the notebook holds tracebacks)."""
+def _papermill(src: Path, out: str, parameters: dict, tmpdir: Path) -> list[str]:
+    """Execute ``src`` into ``out``; the errors papermill raised (the notebook holds tracebacks).
+
+    The kernel talks over IPC sockets in ``tmpdir`` (no "TCP without encryption" warning, no
+    socket files in the book's folder)."""
     import papermill as pm
     from traitlets.config import Config
 
-    config = Config({"KernelManager": {"transport": "ipc"}})  # no TCP-without-encryption warning
+    config = Config({"KernelManager": {"transport": "ipc", "ip": str(tmpdir / "kernel-ipc")}})
     try:
         pm.execute_notebook(
             str(src), out, parameters=parameters, kernel_name=KERNEL, cwd=str(src.parent),
@@ -217,7 +220,7 @@ def _execute(src: Path, dest: Path, parameters: dict, tmpdir: Path) -> tuple[flo
     if dest.resolve() != src.resolve():  # records of reproduced numbers go beside the notebook
         env[DATA_ENV] = str(dest.parent / "data")
     with _environ(env):
-        err = _papermill(src, str(tmp), parameters)
+        err = _papermill(src, str(tmp), parameters, tmpdir)
     seconds = time.perf_counter() - t0
     try:
         nb = nbformat.read(str(tmp), as_version=4)
