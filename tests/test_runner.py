@@ -161,3 +161,32 @@ def test_thread_count_changes_no_output(tmp_path, monkeypatch):
         outs.append(_tidy_cells(out / "04_fixed_points.ipynb"))
     for a, b in zip(*outs):
         assert a == b, f"cell {a.id} differs between 1 and 2 threads"
+
+
+def test_summary_records_and_intro_table(tmp_path):
+    from tsode.book import pages
+
+    path = tmp_path / "data" / "summary.json"
+    pages.record({"id": "ch2-erf-L1", "chapter": 2, "claim": "eps_g* grows with L",
+                  "quantity": "eps_g*", "value": 0.00123, "stderr": 4e-5, "method": "sgd_reduced",
+                  "N": 1000, "runs": 8}, path)
+    pages.record({"id": "ch2-erf-L1", "chapter": 2, "quantity": "eps_g*", "value": 0.002}, path)
+    records = pages.read_summary(path)
+    assert len(records) == 1 and records[0]["value"] == 0.002 and records[0]["stderr"] is None
+    assert set(records[0]) == set(pages.SUMMARY_KEYS)
+    with pytest.raises(ValueError, match="keys"):
+        pages.record({"id": "x", "chapter": 1, "valeu": 1.0}, path)
+    text = pages.fill_intro("before\n" + pages.INTRO_MARKER + "\nafter", tmp_path)
+    assert "[2](02_first_layer.ipynb)" in text and "eps_g* = 0.002" in text
+    assert pages.INTRO_MARKER not in text
+
+
+def test_rerun_section_lists_both_modes_from_settings():
+    from tsode.book import experiments, pages
+
+    html = pages.rerun_html("01_odes", "fast", {"eta": 0.2}, 75.0)
+    fast = experiments.settings("ode_vs_sgd", "fast", "erf")["N"]
+    full = experiments.settings("ode_vs_sgd", "full", "erf")["N"]
+    assert fast != full and f"<td>ode_vs_sgd (erf): N</td><td>{fast}</td><td>{full}</td>" in html
+    assert "80 s" in html and "--mode fast 1" in html and "papermill book/01_odes.ipynb" in html
+    assert "{&#x27;eta&#x27;: 0.2}" in html
