@@ -12,8 +12,8 @@ says) into ``_build/notebooks/`` (or ``--output DIR``) and tidies the result so 
 byte-stable when re-run:
 
 * papermill's and nbclient's metadata and timestamps are removed;
-* the injected-parameters cell gets the fixed id ``injected-parameters`` and the ``hide-cell``
-  tag (Jupyter Book shows it collapsed, labelled by a comment);
+* the injected-parameters cell gets the fixed id ``injected-parameters`` and the ``remove-cell``
+  tag (the page's "Re-running this chapter" section states the mode and overrides);
 * PNG figures carry no ``Software: Matplotlib x.y.z`` text chunk (``tsode:`` chunks written by
   :mod:`tsode.book.plotting`, e.g. the smallest font size, are kept);
 * a notebook with an error, any stderr output, or fewer figures or checked outputs than the
