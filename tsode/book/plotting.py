@@ -80,7 +80,7 @@ _STYLE = {
     "axes.labelsize": 10.5,
     "xtick.labelsize": 9.5,
     "ytick.labelsize": 9.5,
-    "legend.fontsize": 9,
+    "legend.fontsize": 9.5,
     "legend.frameon": False,
     "axes.grid": True,
     "grid.alpha": 0.25,
@@ -115,13 +115,25 @@ def use_style() -> None:
 
 
 
+#: Size of mathtext sub- and superscripts relative to their text (matplotlib's SHRINK_FACTOR).
+SCRIPT_SCALE = 0.7
+
+
+def _text_px(text, dpi: float) -> float:
+    """The smallest glyph height of a Text artist in pixels (scripts of $...$ count at 0.7)."""
+    size = text.get_fontsize() * dpi / 72.0
+    s = text.get_text()
+    maths = "".join(s.split("$")[1::2])
+    return size * (SCRIPT_SCALE if ("_" in maths or "^" in maths) else 1.0)
+
+
 def min_font_px(fig) -> float:
-    """The smallest font size of the visible, non-empty texts of ``fig``, in image pixels."""
+    """The smallest font size of the visible, non-empty texts of ``fig`` in image pixels,
+    sub- and superscripts of mathtext included."""
     from matplotlib.text import Text
 
     fig.canvas.draw()
-    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
-    return min(sizes) * fig.dpi / 72.0
+    return min(_text_px(t, fig.dpi) for t in fig.findobj(Text) if t.get_visible() and t.get_text())
 
 
 def _panel_name(ax, i: int) -> str:
@@ -295,6 +307,8 @@ def _sgd_stats(x, sem=False):
 # ------------------------------------------------------------------------------------------
 #: Line styles that keep coinciding curves visible (a dashed curve over a solid one).
 LINESTYLES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2))]
+#: Legend title of panels where curves may coincide.
+COINCIDE = "equal curves coincide: dashed over solid"
 
 
 def legend_below(ax, ncol=1, handles=None, **kw):
@@ -354,7 +368,7 @@ def fig_ode_vs_sgd(res):
         runs = np.atleast_2d(tr.eg).shape[0]
         sgd_points(a, tr.alpha[1:], m[1:], None if s is None else s[1:],
                    f"SGD, {name} ($N={res.N}$, {runs} runs)", colors[name], markers[name])
-    label(a, "alpha", r"$\epsilon_g$", logx=True, logy=True, title="(a) generalisation error")
+    label(a, "alpha", "eg", logx=True, logy=True, title="(a) generalisation error")
     legend_below(a)
     K, M = ode.R.shape[1:]
     al = res.aligned["reduced"]
@@ -370,8 +384,8 @@ def fig_ode_vs_sgd(res):
     for k in range(K):
         ode_line(b, ode.alpha, ode.Q[:, k, k], "$Q_{kk}$" if k == 0 else None, "0.45", ls=":")
     label(b, "alpha", "overlaps", logx=True, title="(b) order parameters")
-    legend_below(b, ncol=2, handles=[*_entries(b).values(),
-                                     proxy("reduced SGD", "0.3", marker="s")])
+    legend_below(b, ncol=2, title=COINCIDE, handles=[*_entries(b).values(),
+                                                     proxy("reduced SGD", "0.3", marker="s")])
     return fig
 
 
@@ -471,8 +485,9 @@ def fig_slow_mode(res):
                  ls=LINESTYLES[j % len(LINESTYLES)])
     label(c, "alpha", r"$Q_{kk}$ (extra units)", logx=True, logy=True,
           title="(c) the anti-aligned pair grows")
-    for ax in (a, b, c):
-        legend_below(ax)
+    legend_below(a)
+    legend_below(b, title=COINCIDE if len(res.extra_pairs) > 1 else None)
+    legend_below(c, title=COINCIDE)
     return fig
 
 
@@ -496,7 +511,7 @@ def fig_both_layers_curves(res):
             if act in res.fixed_points:
                 ax.axhline(res.fixed_points[act][i], color=c, ls=":", lw=1)
         eta = res.settings[act]["eta"]
-        label(ax, "alpha", "$\\epsilon_g$", logx=True, logy=True,
+        label(ax, "alpha", "eg", logx=True, logy=True,
               title=f"{act} ($\\eta=\\eta_v={eta:g}$)")
         entries.update(_entries(ax))
     handles = [*entries.values(), proxy("reduced SGD (mean ± s.e.)", "0.3", marker="o"),
@@ -522,7 +537,7 @@ def fig_both_layers_final(res):
             reference_line(ax, K, fp, "denoising fixed point", "k", marker="x", ms=6)
             Kf = np.linspace(K.min(), K.max(), 50)
             reference_line(ax, Kf, fp[0] * K[0] / Kf, r"$(M/K)\,\epsilon_g^*(K=M)$", "0.5", ls=":")
-        label(ax, "K", r"$\epsilon_g$", title=act)
+        label(ax, "K", "eg", title=act)
         ax.set_xticks(K)
         ax.set_ylim(0, 1.15 * max(np.max(res.ode[act]), np.max(res.fixed_points.get(act, 0))))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
