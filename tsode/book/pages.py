@@ -70,7 +70,7 @@ def rerun_html(chapter: str, mode: str, overrides: dict, seconds: float) -> str:
     number = int(chapter[:2])
     rows = [r for name in CHAPTER_EXPERIMENTS[chapter] for r in _settings_rows(name)]
     table = "".join(
-        f"<tr><td>{a}</td><td colspan='2'>{b}</td></tr>" if c == "same"
+        f"<tr><td>{a}</td><td colspan='2'><i>both modes:</i> {b}</td></tr>" if c == "same"
         else f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
     over = f" with overrides <code>{_fmt(overrides)}</code>" if overrides else ""
     minutes = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{10 * round(seconds / 10):.0f} s"
@@ -85,7 +85,9 @@ def rerun_html(chapter: str, mode: str, overrides: dict, seconds: float) -> str:
         f"<p>This page was executed in <b>{mode}</b> mode{over}; the run took about "
         f"<b>{minutes}</b> (including the kernel's start).</p>"
         "<table class='tsode-settings' style='table-layout:fixed;width:100%;"
-        "overflow-wrap:anywhere'><thead><tr><th>setting</th><th>fast</th><th>full</th></tr>"
+        "overflow-wrap:anywhere'><colgroup><col style='width:30%'><col style='width:35%'>"
+        "<col style='width:35%'></colgroup>"
+        "<thead><tr><th>setting</th><th>fast</th><th>full</th></tr>"
         f"</thead><tbody>{table}</tbody></table>"
         "<p>Commands (from the repository root); the runner writes the executed notebook to "
         "<code>_build/notebooks/</code> and never modifies the committed one; "
