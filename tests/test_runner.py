@@ -192,3 +192,11 @@ def test_rerun_section_lists_both_modes_from_settings():
     assert fast != full and f"<td>ode_vs_sgd (erf): N</td><td>{fast}</td><td>{full}</td>" in html
     assert "80 s" in html and "--mode fast 1" in html and "papermill book/01_odes.ipynb" in html
     assert "{&#x27;eta&#x27;: 0.2}" in html
+
+
+def test_records_are_rounded_to_the_claimed_precision(tmp_path):
+    from tsode.book import pages
+
+    rec = pages.record({"id": "a", "chapter": 1, "value": 0.123456789, "stderr": 0.0123456,
+                        "reference": 1 / 3}, tmp_path / "s.json")
+    assert (rec["value"], rec["stderr"], rec["reference"]) == (0.1235, 0.012, 0.3333)

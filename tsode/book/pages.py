@@ -113,19 +113,29 @@ def data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "book" / "data"
 
 
-def record(rec: dict, path: Path | None = None) -> dict:
-    """Add (or replace, by ``id``) one record in summary.json; missing keys become None."""
+def _round(x, digits: int):
+    """``x`` to ``digits`` significant digits (floats only): the precision the book claims, so
+    that re-running on another machine rewrites no digit."""
+    return float(f"{x:.{digits}g}") if isinstance(x, float) else x
+
+
+def record(rec: dict, path: Path | None = None, digits: int = 4) -> dict:
+    """Add (or replace, by ``id``) one record in summary.json; missing keys become None;
+    ``value`` and ``reference`` are rounded to ``digits`` significant digits, ``stderr`` to 2."""
     unknown = set(rec) - set(SUMMARY_KEYS)
     if unknown or "id" not in rec or "chapter" not in rec:
         raise ValueError(f"a record needs id and chapter, and only the keys {SUMMARY_KEYS}; "
                          f"got unknown {sorted(unknown)}")
     path = Path(path) if path else data_dir() / "summary.json"
     records = [r for r in read_summary(path) if r["id"] != rec["id"]]
-    records.append({k: rec.get(k) for k in SUMMARY_KEYS})
+    rec = {k: rec.get(k) for k in SUMMARY_KEYS}
+    rec.update(value=_round(rec["value"], digits), reference=_round(rec["reference"], digits),
+               stderr=_round(rec["stderr"], 2))
+    records.append(rec)
     records.sort(key=lambda r: (str(r["chapter"]), str(r["id"])))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=1) + "\n")
-    return records[-1]
+    return rec
 
 
 def read_summary(path: Path) -> list[dict]:
