@@ -11,7 +11,6 @@ displayed/natural width), no raw TeX. ``test_checks_catch_a_bad_page`` shows eac
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -52,6 +51,7 @@ _PROBE = r"""() => {
   const clone = art.cloneNode(true);
   for (const e of clone.querySelectorAll('pre, code, script, style, mjx-container, textarea')) e.remove();
   out.text = clone.textContent;
+  out.maths = art.querySelectorAll('mjx-container').length;
   return out;
 }"""
 
@@ -121,6 +121,15 @@ def test_every_page_reads_well_at_1280px(browser, html):
     assert len(pages) == len(book.chapters()) + 2
     problems = [f"{p.name}: {msg}" for p in pages for msg in problems_of(browser, p.as_uri())]
     assert not problems, "\n".join(problems)
+
+
+def test_chapters_have_typeset_maths_and_figures(browser, html):
+    for nb in book.chapters():
+        browser.goto((html / "book" / f"{nb.stem}.html").as_uri(), wait_until="load")
+        browser.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) || null")
+        res = browser.evaluate(_PROBE)
+        assert res["maths"] > 0, f"{nb.stem}: no typeset maths (mjx-container)"
+        assert res["images"], f"{nb.stem}: no figures"
 
 
 def test_checks_catch_a_bad_page(browser, html, tmp_path):
