@@ -179,7 +179,7 @@ def test_summary_records_and_intro_table(tmp_path):
     with pytest.raises(ValueError, match="keys"):
         pages.record({"id": "x", "chapter": 1, "valeu": 1.0}, path)
     text = pages.fill_intro("before\n" + pages.INTRO_MARKER + "\nafter", tmp_path)
-    assert "[2](02_first_layer.ipynb)" in text and "eps_g* = 0.002" in text
+    assert "<a href='02_first_layer.html'>2</a>" in text and "eps_g* = 0.002" in text
     assert pages.INTRO_MARKER not in text
 
 

@@ -157,33 +157,41 @@ def _number(value, stderr=None) -> str:
 
 
 def _chapter_link(chapter) -> str:
+    """An HTML link to the chapter's page (``2`` or ``02_first_layer``)."""
     from .runner import chapters
 
     stems = {p.stem: p.stem for p in chapters()}
     stems.update({str(int(s[:2])): s for s in list(stems)})
     stem = stems.get(str(chapter))
-    return f"[{stem[:2].lstrip('0')}]({stem}.ipynb)" if stem else str(chapter)
+    return f"<a href='{stem}.html'>{int(stem[:2])}</a>" if stem else html.escape(str(chapter))
+
+
+def _summary_row(r: dict) -> str:
+    setting = ", ".join(f"{k}={r[k]}" for k in ("activation", "layers", "K", "M", "eta", "sigma",
+                                               "alpha", "N", "runs") if r.get(k) is not None)
+    ref = _number(r.get("reference"))
+    if r.get("reference_source"):
+        ref += f" ({r['reference_source']})"
+    value = f"{r.get('quantity') or ''} = {_number(r.get('value'), r.get('stderr'))}"
+    if r.get("method"):
+        value += f" [{r['method']}]"
+    cells = [_chapter_link(r.get("chapter"))] + [html.escape(str(c)) for c in (
+        r.get("claim") or r["id"], value, ref, setting)]
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
 def summary_table(records: list[dict]) -> str:
-    """A MyST (pipe) table of the records, each linked to its chapter."""
+    """An HTML table of the records (fixed column widths, so it fits the column), each linked
+    to its chapter."""
     if not records:
         return ("*No reproduced numbers recorded yet: the chapters write them to "
                 "`book/data/summary.json` when executed.*")
-    head = "| chapter | claim | value | reference | method | setting |\n|---|---|---|---|---|---|"
-    lines = []
-    for r in records:
-        setting = ", ".join(f"{k}={r[k]}" for k in ("activation", "layers", "K", "M", "eta",
-                                                   "sigma", "alpha", "N", "runs")
-                            if r.get(k) is not None)
-        ref = _number(r.get("reference"))
-        if r.get("reference_source"):
-            ref += f" ({r['reference_source']})"
-        cells = [_chapter_link(r.get("chapter")), str(r.get("claim") or r["id"]),
-                 f"{r.get('quantity') or ''} = {_number(r.get('value'), r.get('stderr'))}",
-                 ref, str(r.get("method") or ""), setting]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return head + "\n" + "\n".join(lines)
+    widths = "".join(f"<col style='width:{w}%'>" for w in (7, 22, 25, 22, 24))
+    head = "".join(f"<th>{h}</th>" for h in ("ch.", "claim", "value [method]", "reference",
+                                             "setting"))
+    return (f"<table class='tsode-summary' style='table-layout:fixed;width:100%'>"
+            f"<colgroup>{widths}</colgroup><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(_summary_row(r) for r in records) + "</tbody></table>")
 
 
 def fill_intro(text: str, folder: Path) -> str:
