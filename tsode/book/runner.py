@@ -199,7 +199,8 @@ def _papermill(src: Path, out: str, parameters: dict, tmpdir: Path) -> list[str]
     try:
         pm.execute_notebook(
             str(src), out, parameters=parameters, kernel_name=KERNEL, cwd=str(src.parent),
-            progress_bar=sys.stderr.isatty(), log_output=False, report_mode=False, config=config,
+            progress_bar={"desc": src.stem} if sys.stderr.isatty() else False, log_output=False,
+            report_mode=False, config=config,
         )
     except Exception as exc:
         text = str(exc).strip()
