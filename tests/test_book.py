@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import base64
 import io
+import os
 import re
 import subprocess
 import sys
@@ -200,3 +201,53 @@ def test_book_builds_with_W(built_book):
     for page in pages:
         html = (built_book / page).read_text()
         assert "cdn.jsdelivr.net" not in html and "mathjax@" not in html, f"{page} loads a CDN"
+
+
+# ------------------------------------------------------------------------------------------
+# plotting: explicit style, figure data, smallest text
+# ------------------------------------------------------------------------------------------
+def test_importing_plotting_changes_no_style():
+    code = ("import matplotlib as mpl; d = mpl.rcParams['font.size']; "
+            "import tsode.book.plotting as p; a = mpl.rcParams['font.size']; p.use_style(); "
+            "print(d, a, mpl.rcParams['font.size'], mpl.rcParams['figure.figsize'][0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "MPLBACKEND": "Agg"}).stdout.split()
+    assert out[0] == out[1] == "10.0" and out[2] == "10.5"
+    assert float(out[3]) <= 6.6, "figures are designed for the book's column"
+
+
+def _agg_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, 2, figsize=(4, 2), dpi=100)
+
+
+def test_figure_csv_holds_the_drawn_data():
+    from tsode.book.export import figure_csv
+
+    fig, (a, b) = _agg_figure()
+    a.plot([1, 2], [3, 4], label="line")
+    a.errorbar([5], [6], yerr=[0.5], fmt="o", label="sgd")
+    a.set_title("(a)")
+    b.imshow([[1.0, 2.0], [3.0, 4.0]])
+    rows = figure_csv(fig).splitlines()
+    assert rows[0] == "panel,series,x,y,yerr"
+    assert '"(a)","line",1,3,' in rows and '"(a)","line",2,4,' in rows
+    assert '"(a)","sgd",5,6,0.5' in rows
+    assert '"panel 2","matrix row 2",1,3,' in rows, "matrices are written 1-based"
+
+
+def test_min_font_px_counts_scripts_at_their_size():
+    from tsode.book.export import min_font_px
+
+    fig, (a, b) = _agg_figure()
+    for ax in (a, b):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    a.set_title("plain", fontsize=10)
+    b.set_title("$x_1$", fontsize=12)
+    # 10 pt = 13.9 px at 100 dpi; the subscript of a 12 pt title is 0.7 * 12 pt = 11.7 px
+    assert abs(min_font_px(fig) - 0.7 * 12 * 100 / 72) < 1e-9
