@@ -200,3 +200,12 @@ def test_records_are_rounded_to_the_claimed_precision(tmp_path):
     rec = pages.record({"id": "a", "chapter": 1, "value": 0.123456789, "stderr": 0.0123456,
                         "reference": 1 / 3}, tmp_path / "s.json")
     assert (rec["value"], rec["stderr"], rec["reference"]) == (0.1235, 0.012, 0.3333)
+
+
+def test_records_outside_the_runner_write_nothing(monkeypatch, tmp_path):
+    from tsode.book import pages
+
+    monkeypatch.delenv(pages.DATA_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    rec = pages.record({"id": "a", "chapter": 1, "value": 1.0})
+    assert rec["value"] == 1.0 and not list(tmp_path.rglob("*.json"))

@@ -31,8 +31,9 @@ CHAPTER_EXPERIMENTS = {
 SUMMARY_KEYS = ("id", "chapter", "claim", "quantity", "value", "stderr", "method", "alpha", "N",
                 "runs", "activation", "layers", "K", "M", "eta", "sigma", "reference",
                 "reference_source")
-#: Where chapters write their records: ``$TSODE_BOOK_DATA`` (the runner sets it to
-#: ``<output>/data`` for runs outside the repository) or ``book/data``.
+#: Where chapters write their records: ``$TSODE_BOOK_DATA``, set by the runner to ``book/data``
+#: for ``--in-place`` runs and to ``<output>/data`` otherwise. Unset (nbval, plain papermill,
+#: Jupyter), :func:`record` writes nothing, so tests leave the checkout clean.
 DATA_ENV = "TSODE_BOOK_DATA"
 INTRO_MARKER = "<!-- summary-table -->"
 
@@ -107,10 +108,10 @@ def rerun_section(chapter: str, mode: str, overrides: dict | None = None):
 # ------------------------------------------------------------------------------------------
 # reproduced results
 # ------------------------------------------------------------------------------------------
-def data_dir() -> Path:
-    """The folder of summary.json for this run (see :data:`DATA_ENV`)."""
+def data_dir() -> Path | None:
+    """The folder of summary.json for this run (see :data:`DATA_ENV`); None: do not write."""
     env = os.environ.get(DATA_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "book" / "data"
+    return Path(env) if env else None
 
 
 def _round(x, digits: int):
@@ -120,17 +121,20 @@ def _round(x, digits: int):
 
 
 def record(rec: dict, path: Path | None = None, digits: int = 4) -> dict:
-    """Add (or replace, by ``id``) one record in summary.json; missing keys become None;
+    """Add (or replace, by ``id``) one record in summary.json (``path``, else that of
+    :func:`data_dir`; neither: write nothing, return the record); missing keys become None;
     ``value`` and ``reference`` are rounded to ``digits`` significant digits, ``stderr`` to 2."""
     unknown = set(rec) - set(SUMMARY_KEYS)
     if unknown or "id" not in rec or "chapter" not in rec:
         raise ValueError(f"a record needs id and chapter, and only the keys {SUMMARY_KEYS}; "
                          f"got unknown {sorted(unknown)}")
-    path = Path(path) if path else data_dir() / "summary.json"
-    records = [r for r in read_summary(path) if r["id"] != rec["id"]]
     rec = {k: rec.get(k) for k in SUMMARY_KEYS}
     rec.update(value=_round(rec["value"], digits), reference=_round(rec["reference"], digits),
                stderr=_round(rec["stderr"], 2))
+    if path is None and data_dir() is None:
+        return rec
+    path = Path(path) if path else data_dir() / "summary.json"
+    records = [r for r in read_summary(path) if r["id"] != rec["id"]]
     records.append(rec)
     records.sort(key=lambda r: (str(r["chapter"]), str(r["id"])))
     path.parent.mkdir(parents=True, exist_ok=True)

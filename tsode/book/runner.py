@@ -217,9 +217,7 @@ def _execute(src: Path, dest: Path, parameters: dict, tmpdir: Path) -> tuple[flo
     t0 = time.perf_counter()
     from .pages import DATA_ENV
 
-    env = dict(KERNEL_ENV)
-    if dest.resolve() != src.resolve():  # records of reproduced numbers go beside the notebook
-        env[DATA_ENV] = str(dest.parent / "data")
+    env = {**KERNEL_ENV, DATA_ENV: str(dest.parent / "data")}  # records go beside the notebook
     with _environ(env):
         err = _papermill(src, str(tmp), parameters, tmpdir)
     seconds = time.perf_counter() - t0
