@@ -212,11 +212,11 @@ def _execute(src: Path, dest: Path, parameters: dict, tmpdir: Path) -> tuple[flo
     """Run one chapter into ``dest`` via a temporary file in ``tmpdir``; (seconds, problems)."""
     import nbformat
 
+    from .pages import DATA_ENV
+
     reference = read_chapter(src)
     tmp = tmpdir / src.name
     t0 = time.perf_counter()
-    from .pages import DATA_ENV
-
     env = {**KERNEL_ENV, DATA_ENV: str(dest.parent / "data")}  # records go beside the notebook
     with _environ(env):
         err = _papermill(src, str(tmp), parameters, tmpdir)
@@ -236,8 +236,24 @@ def _execute(src: Path, dest: Path, parameters: dict, tmpdir: Path) -> tuple[flo
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
-    shutil.move(str(tmp), str(dest))
+    _install(tmp, dest)
     return seconds, []
+
+
+def _install(tmp: Path, dest: Path) -> None:
+    """Move ``tmp`` to ``dest`` atomically; across file systems through ``.<name>.part`` beside
+    ``dest``, removed whatever happens (a reader never sees a half-written notebook)."""
+    try:
+        os.replace(tmp, dest)
+        return
+    except OSError:
+        pass
+    part = dest.with_name(f".{dest.name}.part")
+    try:
+        shutil.copyfile(tmp, part)
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 class _environ:
