@@ -41,12 +41,15 @@ def _pngs(path: Path) -> int:
     return book.counts(nbformat.read(str(path), as_version=4))["figures"]
 
 
-def test_mplbackend_agg_does_not_strip_figures(tmp_path, monkeypatch):
+def test_mplbackend_agg_does_not_strip_figures(tmp_path, monkeypatch, capfd):
     src = _notebook(tmp_path / "07_figure.ipynb", FIGURE)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     assert book.run([str(src)], "fast", output=str(tmp_path / "out")) == 0
     assert _pngs(tmp_path / "out" / src.name) == 1
     assert os.environ["MPLBACKEND"] == "Agg", "the caller's environment is restored"
+    out, err = capfd.readouterr()
+    assert "without encryption" not in out + err, "the kernel's transport warning is silenced"
+    assert "07_figure" in out and " ok " in out, "one summary line per chapter"
 
 
 def test_fewer_figures_than_committed_is_a_failure(tmp_path, capsys):
