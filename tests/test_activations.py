@@ -188,3 +188,26 @@ def test_non_symmetric_covariance_raises():
 def test_unknown_activation_raises():
     with pytest.raises(ValueError, match="unknown activation 'tanh'.*erf, linear, relu"):
         tsode.activation("tanh")
+
+
+@pytest.mark.parametrize("name", ["erf", "relu", "linear"])
+def test_one_source_of_g_dg_and_codes(name):
+    """Activation holds g, g' and the integer code the simulators use (issue 10): the kernels
+    import the same table, and g, g' equal independent references (scipy, numpy)."""
+    from scipy.special import erf
+
+    from tsode import _sim_kernels as kern
+
+    act = tsode.activation(name)
+    assert kern.ACT_CODES is tsode.activations.ACT_CODES
+    assert kern.ACT_CODES[name] == act.code
+    assert tsode.Setup(name).act is act
+    x = np.concatenate([np.linspace(-6, 6, 1001), [0.0, -0.0, 1e-300, -1e-300, 30.0, -30.0]])
+    g, dg = {
+        "erf": (erf(x / np.sqrt(2)), np.sqrt(2 / np.pi) * np.exp(-x**2 / 2)),
+        "relu": (np.maximum(x, 0.0), (x > 0).astype(float)),
+        "linear": (x, np.ones_like(x)),
+    }[name]
+    np.testing.assert_allclose(act.g(x), g, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(act.dg(x), dg, rtol=1e-14, atol=1e-15)
+    assert act.g(x[:1000].reshape(2, 500, 1)).shape == (2, 500, 1) and act.dg(0.5).shape == ()

@@ -7,7 +7,7 @@ Three engines for the same dynamics — the N -> infinity ODEs for the order par
 
 from .activations import ACTIVATIONS, Activation, activation
 from .asymptotics import FixedPoint, FixedPointError, describe, fixed_point
-from .ode import DivergenceError, drift, integrate
+from .ode import DivergenceError, StallError, drift, integrate
 from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
 from .simulate import simulate
 from .trajectory import Trajectory
@@ -26,6 +26,7 @@ __all__ = [
     "simulate",
     "drift",
     "DivergenceError",
+    "StallError",
     "Trajectory",
     "FixedPoint", "FixedPointError", "fixed_point", "describe",
 ]

@@ -127,8 +127,8 @@ MAX_BREAKS = 128
 PARALLEL_TOL = 1e-15
 #: Conditional variances below this (in units of the field's variance) are exactly zero.
 ZERO_VAR_TOL = 4e-16
-#: Tolerated violation of positive semi-definiteness before raising.
-PSD_TOL = 1e-8
+#: Tolerated violation of positive semi-definiteness (|correlation| - 1) before raising.
+from ._common import PSD_RTOL as PSD_TOL  # noqa: E402  (one PSD tolerance)
 
 _TWO_PI = 2.0 * np.pi
 # Gauss–Kronrod 7/15 abscissae and weights (QUADPACK qk15).

@@ -45,32 +45,9 @@ import math
 import numpy as np
 from numba import njit
 
-#: Integer codes of the activations inside the kernels.
-ACT_CODES = {"erf": 0, "relu": 1, "linear": 2}
+from .activations import ACT_CODES, dg_scalar, g_scalar  # noqa: F401  (one code table)
 
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _FM = {"reassoc", "contract"}  # allow vectorised dot products; keeps NaN/inf semantics
-
-
-@njit(cache=True, nogil=True, inline="always")
-def g_scalar(code, x):
-    """g(x) for activation ``code`` (0 erf(x/√2), 1 max(0, x), 2 x)."""
-    if code == 0:
-        return math.erf(x * _INV_SQRT2)
-    if code == 1:
-        return x if x > 0.0 else 0.0
-    return x
-
-
-@njit(cache=True, nogil=True, inline="always")
-def dg_scalar(code, x):
-    """g'(x) for activation ``code``: √(2/π) exp(−x²/2), θ(x) with θ(0) = 0, or 1."""
-    if code == 0:
-        return _SQRT_2_OVER_PI * math.exp(-0.5 * x * x)
-    if code == 1:
-        return 1.0 if x > 0.0 else 0.0
-    return 1.0
 
 
 @njit(cache=True, nogil=True)

@@ -34,16 +34,17 @@ from typing import Callable
 
 import numpy as np
 from numba import guvectorize, njit
-from scipy.special import erf as _erf
 
+from ._common import PSD_RTOL, psd_violation
 from ._relu_i4 import relu_I4_indexed
 
 __all__ = ["Activation", "ACTIVATIONS", "activation", "check_covariance", "gather", "index_tuples"]
 
 #: Variances below this are treated as exactly zero (a dead unit) in divisions.
 TINY = 1e-300
-#: Relative tolerance on negative eigenvalues when checking positive semi-definiteness.
-PSD_RTOL = 1e-8
+#: Largest variance accepted by the public integrals of erf and ReLU: beyond it products of
+#: three covariance entries in the closed forms would overflow.
+MAX_VARIANCE = 1e100
 
 _INV_PI = 1.0 / np.pi
 _SQRT2 = np.sqrt(2.0)
@@ -86,17 +87,58 @@ def _orthant2(rho):
 
 
 # --------------------------------------------------------------------------------------------
-# erf(x / sqrt 2)
+# g and g': one code table for the integrals and the simulators
 # --------------------------------------------------------------------------------------------
 
-def _erf_g(x):
-    return _erf(np.asarray(x, dtype=float) / _SQRT2)
+_ERF, _RELU, _LINEAR = 0, 1, 2
+#: Integer codes of the activations inside the compiled kernels (integrals and simulators).
+ACT_CODES = {"erf": _ERF, "relu": _RELU, "linear": _LINEAR}
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def _erf_dg(x):
-    x = np.asarray(x, dtype=float)
-    return np.sqrt(2.0 * _INV_PI) * np.exp(-0.5 * x * x)
+@njit(cache=True, nogil=True, inline="always")
+def g_scalar(code, x):
+    """g(x) for activation ``code`` (0 erf(x/√2), 1 max(0, x), 2 x)."""
+    if code == _ERF:
+        return math.erf(x * _INV_SQRT2)
+    if code == _RELU:
+        return x if x > 0.0 else 0.0
+    return x
 
+
+@njit(cache=True, nogil=True, inline="always")
+def dg_scalar(code, x):
+    """g'(x) for activation ``code``: √(2/π) exp(−x²/2), θ(x) with θ(0) = 0, or 1."""
+    if code == _ERF:
+        return _SQRT_2_OVER_PI * math.exp(-0.5 * x * x)
+    if code == _RELU:
+        return 1.0 if x > 0.0 else 0.0
+    return 1.0
+
+
+@njit(cache=True, nogil=True)
+def _g_flat(code, x, derivative):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = dg_scalar(code, x[i]) if derivative else g_scalar(code, x[i])
+    return out
+
+
+def _elementwise(code, derivative):
+    """g (or g') of activation ``code`` as a numpy-style elementwise function."""
+
+    def fn(x):
+        x = np.asarray(x, dtype=float)
+        return _g_flat(code, np.ascontiguousarray(x).ravel(), derivative).reshape(x.shape)
+
+    fn.__name__ = ("dg" if derivative else "g") + f"_{code}"
+    return fn
+
+
+# --------------------------------------------------------------------------------------------
+# erf(x / sqrt 2)
+# --------------------------------------------------------------------------------------------
 
 @njit(cache=True)
 def _erf_I2(C, a, b):
@@ -121,7 +163,11 @@ def _erf_I4(C, a, b, c, d):
     lam0 = lam4 * cd - bc * bd * aa1 - ac * ad * bb1 + ab * ac * bd + ab * ad * bc
     lam1 = lam4 * (1.0 + C[c, c]) - bc * bc * aa1 - ac * ac * bb1 + 2.0 * ab * ac * bc
     lam2 = lam4 * (1.0 + C[d, d]) - bd * bd * aa1 - ad * ad * bb1 + 2.0 * ab * ad * bd
-    return 4.0 / math.pi**2 * _asin(lam0 / math.sqrt(lam1 * lam2)) / math.sqrt(lam4)
+    if lam1 < 1e150 and lam2 < 1e150:
+        den = math.sqrt(lam1 * lam2)
+    else:  # huge variances: L1 L2 would overflow
+        den = math.sqrt(lam1) * math.sqrt(lam2)
+    return 4.0 / math.pi**2 * _asin(lam0 / den) / math.sqrt(lam4)
 
 
 @njit(cache=True)
@@ -134,14 +180,6 @@ def _erf_J2(C, a, b):
 # --------------------------------------------------------------------------------------------
 # relu
 # --------------------------------------------------------------------------------------------
-
-def _relu_g(x):
-    return np.maximum(np.asarray(x, dtype=float), 0.0)
-
-
-def _relu_dg(x):
-    return (np.asarray(x, dtype=float) > 0.0).astype(float)
-
 
 @njit(cache=True)
 def _relu_I2(C, a, b):
@@ -183,14 +221,6 @@ def _relu_J2(C, a, b):
 # linear
 # --------------------------------------------------------------------------------------------
 
-def _linear_g(x):
-    return np.asarray(x, dtype=float).copy()
-
-
-def _linear_dg(x):
-    return np.ones_like(np.asarray(x, dtype=float))
-
-
 @njit(cache=True)
 def _linear_I2(C, a, b):
     return C[a, b]
@@ -219,7 +249,6 @@ def _linear_J2(C, a, b):
 # code, and returns (..., P): the integral over the fields idx[p]. Gathering the sub-covariance
 # inside the compiled loop is what makes the ODE right-hand side cheap.
 
-_ERF, _RELU, _LINEAR = 0, 1, 2
 _SIG = "(n,n),(p,m),()->(p)"
 _TYPES = ["void(float64[:, :], int64[:, :], int64, float64[:])"]
 
@@ -297,7 +326,8 @@ def check_covariance(C, n: int, name: str = "C") -> np.ndarray:
     """Return ``C`` as a float array after checking shape ``(..., n, n)``, symmetry and PSD.
 
     Raises ValueError naming ``name`` when the shape is wrong, an entry is not finite, the matrix
-    is not symmetric, or an eigenvalue is below ``-PSD_RTOL * max(1, largest eigenvalue)``.
+    is not symmetric, or it fails the relative PSD test of :func:`tsode._common.psd_violation`
+    (smallest eigenvalue of the covariance scaled to unit diagonal below ``-PSD_RTOL``).
     """
     C = np.asarray(C, dtype=float)
     if C.ndim < 2 or C.shape[-2:] != (n, n):
@@ -308,12 +338,11 @@ def check_covariance(C, n: int, name: str = "C") -> np.ndarray:
     asym = np.abs(C - np.swapaxes(C, -1, -2)).max(axis=(-1, -2), initial=0.0)
     if np.any(asym > 1e-10 * scale):
         raise ValueError(f"{name} must be symmetric (max asymmetry {asym.max():.3g})")
-    eig = np.linalg.eigvalsh(C)
-    bad = eig[..., 0] < -PSD_RTOL * np.maximum(eig[..., -1], 1.0)
-    if np.any(bad):
+    bad = psd_violation(C)
+    if np.any(bad > PSD_RTOL):
         raise ValueError(
-            f"{name} is not positive semi-definite (smallest eigenvalue {eig[..., 0].min():.3g});"
-            " a covariance of local fields must be PSD"
+            f"{name} is not positive semi-definite (smallest eigenvalue of the covariance scaled "
+            f"to unit diagonal: {-bad.max():.3g}); a covariance of local fields must be PSD"
         )
     return C
 
@@ -328,19 +357,30 @@ class Activation:
     Attributes
     ----------
     name : str
-    g, dg : callables, elementwise g(x) and g'(x).
+    code : int, the activation's code in the compiled kernels (``ACT_CODES``; the simulators
+        use it too, through :func:`g_scalar` / :func:`dg_scalar`).
+    g, dg : callables, elementwise g(x) and g'(x) (the same compiled scalar functions).
+    max_variance : the public integrals refuse covariances with a larger variance.
     kernels : dict "I2"/"I3"/"I4"/"J2" -> indexed integral ``(C, idx) -> (..., P)``: for
         field covariances C (..., n, n) and index tuples idx (P, m) (int64), the integral over
         the fields idx[p], unchecked. This is what the engines call.
     """
 
     name: str
-    g: Callable
-    dg: Callable
+    code: int
+    g: Callable = field(repr=False)
+    dg: Callable = field(repr=False)
     kernels: dict = field(repr=False)
+    max_variance: float = np.inf
 
     def _call(self, which: str, n: int, C):
         C = check_covariance(C, n, f"C for {self.name} {which}")
+        top = np.max(np.einsum("...ii->...i", C), initial=0.0)
+        if top > self.max_variance:
+            raise ValueError(
+                f"C for {self.name} {which} has a variance {top:.3g} > {self.max_variance:g}: "
+                "beyond the range where the closed forms can be evaluated without overflow"
+            )
         return self.kernels[which](C, _IDENTITY[n])[..., 0]
 
     def I2(self, C):
@@ -360,10 +400,16 @@ class Activation:
         return self._call("J2", 2, C)
 
 
+def _make(name, max_variance=np.inf) -> Activation:
+    code = ACT_CODES[name]
+    return Activation(name, code, _elementwise(code, False), _elementwise(code, True),
+                      _kernels(code), max_variance)
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "erf": Activation("erf", _erf_g, _erf_dg, _kernels(_ERF)),
-    "relu": Activation("relu", _relu_g, _relu_dg, _kernels(_RELU)),
-    "linear": Activation("linear", _linear_g, _linear_dg, _kernels(_LINEAR)),
+    "erf": _make("erf", MAX_VARIANCE),
+    "relu": _make("relu", MAX_VARIANCE),
+    "linear": _make("linear"),
 }
 
 def activation(name) -> Activation:

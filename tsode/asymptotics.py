@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .ode import Drift, integrate
+from ._common import covariance, fd_jacobian, is_psd
+from .ode import Drift, _culprit, integrate
 from .order_parameters import (
     OrderParameters,
     Setup,
@@ -115,11 +116,7 @@ def erf_eg_star_leading(M: int, L: int, eta: float, sigma: float) -> float:
 
 def _fd_jacobian(F, y, rel_step=1e-7):
     """Central finite-difference Jacobian of a batched F (..., n) -> (..., m) at y (n,)."""
-    h = rel_step * np.maximum(np.abs(y), 1e-3)
-    E = np.diag(h)
-    Fs = F(np.concatenate([y + E, y - E]))
-    n = y.size
-    return ((Fs[:n] - Fs[n:]) / (2 * h[:, None])).T
+    return fd_jacobian(F, y, rel_step)
 
 
 def _newton(F, jac, y0, *, tol, max_iter, admissible=lambda y: True):
@@ -179,9 +176,7 @@ def _newton(F, jac, y0, *, tol, max_iter, admissible=lambda y: True):
 
 
 def _is_psd(Q, R, T):
-    C = np.block([[Q, R], [R.T, T]])
-    e = np.linalg.eigvalsh(C)
-    return e[0] >= -1e-8 * max(1.0, e[-1])
+    return is_psd(covariance(Q, R, T))
 
 
 class _Reduction:
@@ -366,7 +361,7 @@ def _soft_tol(ev, soft_tol, soft_rtol):
 
 
 def _drift_of(state: OrderParameters, setup: Setup) -> Drift:
-    return Drift(state.K, state.M, setup, state.T, state.v_star, state.v)
+    return Drift.from_state(state, setup)
 
 
 def _check_state_setup(guess, setup):
@@ -457,34 +452,13 @@ def fixed_point(
     soft_rtol = check_number(soft_rtol, "soft_rtol", upper=1.0)
     rel_step = check_number(rel_step, "rel_step", strict=True, upper=1e-2)
     f = _drift_of(guess, setup)
-    Q0, R0, v0 = np.asarray(guess.Q), np.asarray(guess.R), np.asarray(guess.v)
     group = np.arange(guess.K)
     if coincident_tol is not None:
         coincident_tol = check_number(coincident_tol, "coincident_tol", upper=1.0)
         group = _coincident_groups(guess, f.train_v, coincident_tol)
-    note = ""
-    if group.max() + 1 < guess.K:
-        red = _Reduction(f, *_group_labels(group, guess.M))
-        p, res, n_iter, message, ok = red.solve(red.reduce(Q0, R0, v0), tol=tol,
-                                                max_iter=max_iter)
-        y = f.pack(*red.full(p))
-        res = float(np.abs(f(0.0, y)).max())
-        ok = ok and res <= tol
-        sets = [tuple(np.flatnonzero(group == g).tolist()) for g in range(group.max() + 1)]
-        note = ("solved on the invariant set where the units "
-                f"{', '.join(str(s_) for s_ in sets if len(s_) > 1)} coincide; ")
-    else:
-        y0 = f.pack(Q0, R0, v0)
-
-        def admissible(y):
-            Q, R, _ = f.unpack(y)
-            return bool(np.all(np.isfinite(y))) and _is_psd(Q, R, f.T)
-
-        y, res, n_iter, message, ok = _newton(
-            lambda y: f(0.0, y), lambda y: f.jacobian(0.0, y, rel_step=rel_step), y0, tol=tol,
-            max_iter=max_iter, admissible=admissible,
-        )
-    message = note + message
+    y, res, n_iter, message, ok = _solve(f, guess, group, tol, max_iter, rel_step)
+    if not ok and not np.isfinite(res):
+        message += f"; {_culprit(f, f.pack_state(guess))} is probably too large"
     if not ok:
         message += _failure_hint(guess.replace(**dict(zip("QRv", _sym(*f.unpack(y))))), setup)
     if not ok and raise_on_failure:
@@ -493,6 +467,30 @@ def fixed_point(
             f"eta_v={setup.eta_v}, sigma={setup.sigma}): {message}"
         )
     return _result(f, y, guess, setup, res, ok, message, n_iter, soft_tol, soft_rtol, rel_step)
+
+
+def _solve(f: Drift, guess: OrderParameters, group, tol, max_iter, rel_step):
+    """Newton for :func:`fixed_point`: on the invariant set where the units of each ``group``
+    coincide if some do, else on the full packed state. Returns (y, residual, n_iter, message,
+    ok) with the residual of the full system."""
+    Q0, R0, v0 = np.asarray(guess.Q), np.asarray(guess.R), np.asarray(guess.v)
+    if group.max() + 1 < guess.K:
+        red = _Reduction(f, *_group_labels(group, guess.M))
+        p, res, n_iter, message, ok = red.solve(red.reduce(Q0, R0, v0), tol=tol,
+                                                max_iter=max_iter)
+        y = f.pack(*red.full(p))
+        res = float(np.abs(f(0.0, y)).max())
+        sets = [tuple(np.flatnonzero(group == g).tolist()) for g in range(group.max() + 1)]
+        note = ("solved on the invariant set where the units "
+                f"{', '.join(str(s_) for s_ in sets if len(s_) > 1)} coincide; ")
+        return y, res, n_iter, note + message, ok and res <= tol
+
+    def admissible(y):
+        Q, R, _ = f.unpack(y)
+        return bool(np.all(np.isfinite(y))) and _is_psd(Q, R, f.T)
+
+    return _newton(lambda y: f(0.0, y), lambda y: f.jacobian(0.0, y, rel_step=rel_step),
+                   f.pack(Q0, R0, v0), tol=tol, max_iter=max_iter, admissible=admissible)
 
 
 def _sym(Q, R, v):
@@ -522,16 +520,31 @@ def _failure_hint(state: OrderParameters, setup: Setup) -> str:
     return "; hint: " + "; ".join(hints) + "; read the error from a long integration instead"
 
 
+#: The drift counts as not differentiable when max|J| grows by more than this factor as the
+#: finite-difference step shrinks a hundredfold (a smooth drift: ~1; sqrt-type singularities,
+#: e.g. ReLU units of zero norm: ~10).
+_BLOWUP = 3.0
+
+
 def _safe_spectrum(f: Drift, y, rel_step):
     """Spectrum of the FD Jacobian; near the boundary of the Gram-matrix cone a central step can
     leave the domain of the integrals (ReLU raises there): retry with steps 10 and 100 times
-    smaller, else return NaNs and say so."""
+    smaller, else return NaNs and say so. NaNs too, with the reason, when the Jacobian blows up
+    as the step shrinks (the drift is not differentiable there: its 'eigenvalues' would be
+    finite-difference artefacts of size ~1/sqrt(step))."""
     for step in (rel_step, rel_step / 10, rel_step / 100):
         try:
-            return _spectrum(f.jacobian(0.0, y, rel_step=step)), (
-                "" if step == rel_step else f"; spectrum with FD step {step:.0e}")
+            J = f.jacobian(0.0, y, rel_step=step)
+            big, small = np.abs(J).max(), np.abs(f.jacobian(0.0, y, rel_step=step / 100)).max()
         except ValueError as err:
             reason = str(err)
+            continue
+        if small > _BLOWUP * max(big, 1e-300):
+            return np.full(f.size, np.nan + 0j), (
+                f"; no spectrum: the drift is not differentiable at this state (max|J| grows "
+                f"from {big:.3g} to {small:.3g} as the finite-difference step shrinks from "
+                f"{step:.0e} to {step / 100:.0e}, e.g. ReLU units of zero norm)")
+        return _spectrum(J), ("" if step == rel_step else f"; spectrum with FD step {step:.0e}")
     return np.full(f.size, np.nan + 0j), (
         f"; spectrum unavailable: the FD Jacobian leaves the physical domain ({reason})")
 

@@ -22,21 +22,28 @@ import time
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .activations import activation, index_tuples
+from ._common import (
+    check_alphas, check_int, check_memory, check_number, covariance, default_alphas,
+    fd_jacobian, fd_steps,
+)
+from .activations import index_tuples
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
 
-__all__ = ["Drift", "drift", "integrate", "DivergenceError", "default_alphas"]
+__all__ = ["Drift", "drift", "integrate", "DivergenceError", "StallError", "default_alphas"]
 
 
 class DivergenceError(RuntimeError):
     """Raised when the order parameters blow up (typically: learning rate too large)."""
 
 
-def default_alphas(alpha_max: float, n: int = 200) -> np.ndarray:
-    """Output times: 0 followed by n log-spaced times from min(1e-2, alpha_max/10) to alpha_max."""
-    start = min(1e-2, alpha_max / 10)
-    return np.concatenate([[0.0], np.geomspace(start, alpha_max, n)])
+class StallError(RuntimeError):
+    """Raised when the solver stops making progress or exceeds its budget of evaluations."""
+
+
+#: Bytes held per I4 integral by the drift and its Jacobian: index tuples (32), values and
+#: coefficients (3 x 8), column hit lists (~10 x 4), scratch.
+_BYTES_PER_I4 = 112
 
 
 class Drift:
@@ -48,7 +55,7 @@ class Drift:
 
     def __init__(self, K: int, M: int, setup: Setup, T, v_star, v_frozen=None):
         self.K, self.M, self.setup = K, M, setup
-        self.act = activation(setup.activation)
+        self.act = setup.act
         self.T = np.asarray(T, dtype=float)
         self.v_star = np.asarray(v_star, dtype=float)
         self.train_v = setup.eta_v > 0
@@ -56,6 +63,8 @@ class Drift:
         n = K + M
         self.iu = np.triu_indices(K)
         self.n_q = len(self.iu[0])
+        check_memory(_BYTES_PER_I4 * self.n_q * n * (n + 1) / 2, f"the ODEs at K={K}, M={M}",
+                     "the I4 integrals alone grow like K^4 / 2; use a smaller K")
         self.size = self.n_q + K * M + (K if self.train_v else 0)
         # index tuples for the integrals
         self.idx3 = index_tuples(K, n, n)  # (K*n*n, 3): (i, b, a)
@@ -68,6 +77,21 @@ class Drift:
         )  # (n_ik * n_ab, 4)
         self.idx2 = index_tuples(K, n)  # (K*n, 2): (i, a)
         self.k = self.act.kernels
+        # float64 coefficients: eta**2 of a huge eta is inf (a clear divergence), never a
+        # Python OverflowError
+        self._eta, self._eta_v = np.float64(setup.eta), np.float64(setup.eta_v)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._eta2 = self._eta * self._eta
+            self._noise2 = self._eta2 * np.float64(setup.sigma) ** 2 if setup.sigma > 0 else 0.0
+
+    @classmethod
+    def from_state(cls, state: OrderParameters, setup: Setup) -> "Drift":
+        """The drift for the (K, M, T, v*) of ``state`` (a frozen v stays at ``state.v``)."""
+        return cls(state.K, state.M, setup, state.T, state.v_star, state.v)
+
+    def pack_state(self, state: OrderParameters) -> np.ndarray:
+        """The packed state vector (size,) of ``state``."""
+        return self.pack(np.asarray(state.Q), np.asarray(state.R), np.asarray(state.v))
 
     # ---- packing -------------------------------------------------------------------------
     def pack(self, Q, R, v) -> np.ndarray:
@@ -94,11 +118,7 @@ class Drift:
 
     def covariance(self, Q, R):
         """(..., K+M, K+M) field covariance [[Q, R], [R^T, T]]."""
-        T = np.broadcast_to(self.T, Q.shape[:-2] + self.T.shape)
-        return np.concatenate(
-            [np.concatenate([Q, R], axis=-1), np.concatenate([np.swapaxes(R, -1, -2), T], axis=-1)],
-            axis=-2,
-        )
+        return covariance(Q, R, self.T)
 
     # ---- the right-hand side ---------------------------------------------------------------
     def _index_sets(self):
@@ -114,36 +134,42 @@ class Drift:
         """The Gaussian integrals of the drift at field covariances C (..., n, n), flat (..., P)."""
         return {name: self.k[name](C, idx) for name, idx in self._index_sets()}
 
+    def _w(self, v):
+        """Signed readout w = (v, -v*) (..., K+M)."""
+        return np.concatenate([v, -np.broadcast_to(self.v_star, v.shape[:-1] + (self.M,))],
+                              axis=-1)
+
     def combine(self, Q, R, v, ints):
         """(dQ, dR, dv) from overlaps and precomputed :meth:`integrals`; vectorised."""
         K, M, s = self.K, self.M, self.setup
         n = K + M
         lead = Q.shape[:-2]
-        w = np.concatenate([v, -np.broadcast_to(self.v_star, lead + (M,))], axis=-1)
-        I3 = ints["I3"].reshape(lead + (K, n, n))
-        A = np.einsum("...iba,...a->...ib", I3, w)  # A[i, b] = sum_a w_a I3(i, b, a)
-        vA = v[..., :, None] * A[..., :K]
-        dR = -s.eta * v[..., :, None] * A[..., K:]
-        dQ = -s.eta * (vA + np.swapaxes(vA, -1, -2))
-        I4 = ints["I4"].reshape(lead + (len(self.ik), len(self.ab)))
-        wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
-        S4 = np.einsum("...pq,...q->...p", I4, wab)
-        if s.sigma > 0:
-            S4 = S4 + s.sigma**2 * ints["J2"]
-        noise = np.empty(lead + (K, K))
-        noise[..., self.iu[0], self.iu[1]] = S4
-        noise[..., self.iu[1], self.iu[0]] = S4
-        dQ += s.eta**2 * v[..., :, None] * v[..., None, :] * noise
-        if self.train_v:
-            I2 = ints["I2"].reshape(lead + (K, n))
-            dv = -s.eta_v * np.einsum("...ia,...a->...i", I2, w)
-        else:
-            dv = np.zeros(lead + (K,))
-        if s.weight_decay > 0:
-            dQ -= 2 * s.weight_decay * Q
-            dR -= s.weight_decay * R
+        w = self._w(v)
+        with np.errstate(over="ignore", invalid="ignore"):
+            I3 = ints["I3"].reshape(lead + (K, n, n))
+            A = np.einsum("...iba,...a->...ib", I3, w)  # A[i, b] = sum_a w_a I3(i, b, a)
+            vA = v[..., :, None] * A[..., :K]
+            dR = -self._eta * v[..., :, None] * A[..., K:]
+            dQ = -self._eta * (vA + np.swapaxes(vA, -1, -2))
+            I4 = ints["I4"].reshape(lead + (len(self.ik), len(self.ab)))
+            wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
+            S4 = self._eta2 * np.einsum("...pq,...q->...p", I4, wab)
+            if s.sigma > 0:
+                S4 = S4 + self._noise2 * ints["J2"]
+            noise = np.empty(lead + (K, K))
+            noise[..., self.iu[0], self.iu[1]] = S4
+            noise[..., self.iu[1], self.iu[0]] = S4
+            dQ += v[..., :, None] * v[..., None, :] * noise
             if self.train_v:
-                dv -= s.weight_decay * v
+                I2 = ints["I2"].reshape(lead + (K, n))
+                dv = -self._eta_v * np.einsum("...ia,...a->...i", I2, w)
+            else:
+                dv = np.zeros(lead + (K,))
+            if s.weight_decay > 0:
+                dQ -= 2 * s.weight_decay * Q
+                dR -= s.weight_decay * R
+                if self.train_v:
+                    dv -= s.weight_decay * v
         return dQ, dR, dv
 
     def derivatives(self, Q, R, v):
@@ -157,57 +183,114 @@ class Drift:
         """Packed drift at packed state(s) y (..., size)."""
         return self.pack(*self.derivatives(*self.unpack(y)))
 
-    def _affected(self):
-        """For each state component: the covariance entry (p, q) it moves (None for v) and,
-        per integral, the index tuples whose sub-covariance contains that entry."""
-        if not hasattr(self, "_affected_cache"):
+    # ---- the Jacobian ----------------------------------------------------------------------
+    def _columns(self):
+        """Per Q/R column j: the covariance entry (p, q) it moves and, per integral, the flat
+        positions of the index tuples that contain both p and q (cached, int32: O(K^4) ints)."""
+        if not hasattr(self, "_columns_cache"):
             K = self.K
             entries = [(int(i), int(k)) for i, k in zip(*self.iu)]
             entries += [(i, K + m) for i in range(K) for m in range(self.M)]
-            out = []
-            for p, q in entries:
-                rows = []
-                for name, idx in self._index_sets():
-                    hit = np.nonzero((idx == p).any(axis=1) & (idx == q).any(axis=1))[0]
-                    rows.append((name, hit, np.ascontiguousarray(idx[hit])))
-                out.append((p, q, rows))
-            out += [None] * (self.size - len(out))  # v: the integrals do not depend on it
-            self._affected_cache = out
-        return self._affected_cache
+            n = K + self.M
+            rows = {name: [np.flatnonzero((idx == x).any(axis=1)).astype(np.int32)
+                           for x in range(n)] for name, idx in self._index_sets()}
+            self._columns_cache = [
+                (p, q, {name: r[p] if p == q else np.intersect1d(r[p], r[q], assume_unique=True)
+                        for name, r in rows.items()})
+                for p, q in entries
+            ]
+        return self._columns_cache
+
+    def _linear_maps(self, v):
+        """Per integral: (packed position, coefficient) of each flat entry p, i.e. at fixed v the
+        drift is sum_p coef_p * integral_p (+ the weight decay)."""
+        K, M = self.K, self.M
+        w = self._w(v)
+        qpos = np.zeros((K, K), dtype=np.int64)
+        qpos[self.iu] = np.arange(self.n_q)
+        qpos[self.iu[1], self.iu[0]] = np.arange(self.n_q)
+        out = {}
+        with np.errstate(over="ignore", invalid="ignore"):
+            i, b, a = self.idx3.T
+            pos = np.where(b < K, qpos[i, np.minimum(b, K - 1)],
+                           self.n_q + i * M + np.maximum(b - K, 0))
+            out["I3"] = (pos, -self._eta * v[i] * w[a] * np.where(b == i, 2.0, 1.0))
+            vv = v[self.ik[:, 0]] * v[self.ik[:, 1]]
+            wab = self.ab_weight * w[self.ab[:, 0]] * w[self.ab[:, 1]]
+            out["I4"] = (np.repeat(np.arange(len(self.ik)), len(self.ab)),
+                         self._eta2 * np.outer(vv, wab).ravel())
+            out["J2"] = (np.arange(len(self.ik)), self._noise2 * vv)
+            if self.train_v:
+                out["I2"] = (self.n_q + K * M + self.idx2[:, 0],
+                             -self._eta_v * w[self.idx2[:, 1]])
+        return out
 
     def jacobian(self, alpha, y, rel_step: float = 1e-7, central: bool = True):
         """Finite-difference Jacobian d(drift)/dy, shape (size, size).
 
-        Column j moves one overlap, i.e. one entry of the field covariance, so only the
-        integrals whose sub-covariance contains that entry are recomputed; the rest of the
-        drift is assembled for all columns at once. Central differences by default (used for
-        stability spectra); forward differences (``central=False``) for the stiff solver.
+        At fixed v the drift is linear in the integrals, sum_p coef_p I_p (see
+        :meth:`_linear_maps`), plus the weight decay. Column j moves one overlap, i.e. one entry
+        (p, q) of the field covariance, so only the integrals whose sub-covariance contains it
+        change: those are recomputed at C ± h_j and scattered into the column with their
+        coefficients. No copy of the integral set per column: memory O(K^4), not O(K^6). The v
+        columns (trained second layer) are differenced through :meth:`combine` with the base
+        integrals. Central differences by default (stability spectra); forward ones
+        (``central=False``) for the stiff solver.
         """
         y = np.asarray(y, dtype=float)
-        h = rel_step * np.maximum(np.abs(y), 1e-3)
+        h = fd_steps(y, rel_step)
         Q, R, v = self.unpack(y)
         C = self.covariance(Q, R)
         base = self.integrals(C)
-
-        def drift_at(signed_h):
-            Y = y + np.diag(signed_h)
-            ints = {name: np.repeat(val[None], self.size, axis=0) for name, val in base.items()}
-            for j, affected in enumerate(self._affected()):
-                if affected is None:
+        maps, index = self._linear_maps(np.asarray(v, dtype=float)), dict(self._index_sets())
+        J = np.zeros((self.size, self.size))
+        for j, (p, q, hits) in enumerate(self._columns()):
+            for name, hit in hits.items():
+                if hit.size == 0:
                     continue
-                p, q, rows = affected
-                Cj = C.copy()
-                Cj[p, q] += signed_h[j]
-                if p != q:
-                    Cj[q, p] += signed_h[j]
-                for name, hit, idx in rows:
-                    ints[name][j, hit] = self.k[name](Cj, idx)
-            return self.pack(*self.combine(*self.unpack(Y), ints))
+                idx = index[name][hit]
+                plus = self.k[name](_moved(C, p, q, h[j]), idx)
+                minus = self.k[name](_moved(C, p, q, -h[j]), idx) if central else base[name][hit]
+                pos, coef = maps[name]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    d = coef[hit] * ((plus - minus) / ((2 if central else 1) * h[j]))
+                J[:, j] += np.bincount(pos[hit], weights=d, minlength=self.size)
+        kappa = self.setup.weight_decay
+        diag = np.arange(self.n_q + self.K * self.M)
+        J[diag, diag] -= np.where(diag < self.n_q, 2 * kappa, kappa)
+        if self.train_v:
+            J[:, diag.size:] = self._v_columns(Q, R, y[diag.size:], base, rel_step, central)
+        return J
 
-        if central:
-            return ((drift_at(h) - drift_at(-h)) / (2 * h[:, None])).T
-        f0 = self.pack(*self.combine(Q, R, v, base))  # the drift at y, from the same integrals
-        return ((drift_at(h) - f0[None]) / h[:, None]).T
+    def _v_columns(self, Q, R, v, base, rel_step, central):
+        """Columns d(drift)/dv (size, K), by finite differences: the integrals do not depend
+        on v."""
+        def F(V):
+            return np.stack([self.pack(*self.combine(Q, R, vb, base)) for vb in V])
+
+        return fd_jacobian(F, v, rel_step, central=central)
+
+    # ---- diagnostics ------------------------------------------------------------------------
+    def blame(self, y) -> str:
+        """Name of the parameter whose term dominates the drift at packed state y (size,):
+        ``"eta"`` (the gradient and eta^2 terms), ``"sigma"`` (eta^2 sigma^2 J2), ``"eta_v"`` or
+        ``"weight_decay"``; compared on logarithms, so it never overflows."""
+        Q, R, v = self.unpack(np.asarray(y, dtype=float))
+        ints = self.integrals(self.covariance(Q, R))
+        s = self.setup
+
+        def lg(x):
+            return float(np.log10(np.abs(x).max() + 1e-300))
+
+        lv, lw, l3, l4 = lg(v), lg(self._w(np.asarray(v))), lg(ints["I3"]), lg(ints["I4"])
+        logs = {"eta": max(lg(s.eta) + lv + lw + l3, 2 * (lg(s.eta) + lv + lw) + l4)}
+        if s.sigma > 0:
+            logs["sigma"] = 2 * (lg(s.eta) + lg(s.sigma) + lv) + lg(ints["J2"])
+        if self.train_v:
+            logs["eta_v"] = lg(s.eta_v) + lw + lg(ints["I2"])
+        if s.weight_decay > 0:
+            logs["weight_decay"] = lg(s.weight_decay) + lg(y)
+        return max(logs, key=lambda k: logs[k] if np.isfinite(logs[k]) else -np.inf)
 
     def eg(self, Y) -> np.ndarray:
         """Generalisation error along packed states Y of shape (..., size)."""
@@ -215,27 +298,99 @@ class Drift:
         return eg_from_covariance(self.covariance(Q, R), v, self.v_star, self.act)
 
 
+def _moved(C, p, q, h):
+    """A copy of C (n, n) with the symmetric entry (p, q) moved by h."""
+    Cj = C.copy()
+    Cj[p, q] += h
+    if p != q:
+        Cj[q, p] += h
+    return Cj
+
+
 def drift(state: OrderParameters, setup: Setup):
     """The ODE drift (dQ/dalpha, dR/dalpha, dv/dalpha) at ``state``: arrays (K,K), (K,M), (K,)."""
-    f = Drift(state.K, state.M, setup, state.T, state.v_star, state.v)
-    return f.derivatives(np.asarray(state.Q), np.asarray(state.R), np.asarray(state.v))
+    return Drift.from_state(state, setup).derivatives(
+        np.asarray(state.Q), np.asarray(state.R), np.asarray(state.v))
 
 
-def _check_alphas(alpha_max, alphas):
-    try:
-        alpha_max = float(alpha_max)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha_max must be a positive number, got {alpha_max!r}") from None
-    if not np.isfinite(alpha_max) or alpha_max <= 0:
-        raise ValueError(f"alpha_max must be finite and > 0, got {alpha_max}")
-    if alphas is None:
-        return alpha_max, default_alphas(alpha_max)
-    alphas = np.asarray(alphas, dtype=float)
-    if alphas.ndim != 1 or alphas.size < 1:
-        raise ValueError("alphas must be a non-empty 1-D array of output times")
-    if np.any(np.diff(alphas) <= 0) or alphas[0] < 0 or alphas[-1] > alpha_max * (1 + 1e-12):
-        raise ValueError(f"alphas must be strictly increasing within [0, alpha_max={alpha_max}]")
-    return alpha_max, alphas
+#: Words naming each parameter in divergence messages.
+_PARAMETER_WORDS = {
+    "eta": "learning rate", "eta_v": "second-layer learning rate", "sigma": "label noise",
+    "weight_decay": "weight decay",
+}
+
+
+def _culprit(f: Drift, y) -> str:
+    """'the learning rate eta = 1.5' (or sigma, eta_v, weight_decay: whichever dominates)."""
+    name = f.blame(y)
+    return f"the {_PARAMETER_WORDS[name]} {name} = {getattr(f.setup, name):g}"
+
+
+class _Monitor:
+    """The right-hand side as the solver sees it, with the run's safeguards.
+
+    Raises DivergenceError when an overlap exceeds ``max_norm`` or the drift is not finite, and
+    StallError after ``max_nfev`` evaluations, or after ``window`` evaluations during which the
+    furthest time reached did not advance by ``1e-9 alpha_max`` (a hang otherwise: tiny steps).
+    """
+
+    def __init__(self, f: Drift, y0, alpha_max, max_norm, max_nfev, window=5000):
+        self.f, self.alpha_max, self.max_norm, self.max_nfev = f, alpha_max, max_norm, max_nfev
+        self.window, self.nfev, self.last_ok = window, 0, y0
+        self.mark_alpha, self.mark_nfev = 0.0, 0
+
+    def __call__(self, alpha, y):
+        self.nfev += 1
+        if not np.all(np.isfinite(y)) or np.abs(y).max() > self.max_norm:
+            raise DivergenceError(
+                f"the order parameters diverged at alpha = {alpha:.4g} (max |overlap| = "
+                f"{np.nanmax(np.abs(y)):.3g} > max_norm = {self.max_norm:g}); "
+                f"{_culprit(self.f, self.last_ok)} is probably too large for this network")
+        out = self.f(alpha, y)
+        if not np.all(np.isfinite(out)):
+            raise DivergenceError(
+                f"the drift became non-finite at alpha = {alpha:.4g}; "
+                f"{_culprit(self.f, y)} is probably too large for this network")
+        self.last_ok = y
+        self._progress(alpha)
+        return out
+
+    def _progress(self, alpha):
+        if alpha >= self.mark_alpha + 1e-9 * self.alpha_max:
+            self.mark_alpha, self.mark_nfev = alpha, self.nfev
+        if self.nfev > self.max_nfev:
+            raise StallError(
+                f"the ODE solver needed more than max_nfev = {self.max_nfev} evaluations of the "
+                f"drift and reached alpha = {self.mark_alpha:.4g} of alpha_max = "
+                f"{self.alpha_max:g}: the equations are very stiff; "
+                f"{_culprit(self.f, self.last_ok)} is probably too large (or raise max_nfev)")
+        if self.nfev - self.mark_nfev > self.window:
+            raise StallError(self._stall_message())
+
+    def _stall_message(self) -> str:
+        f, y = self.f, self.last_ok
+        rate = np.abs(f(0.0, y)).max() / max(np.abs(y).max(), 1e-300)
+        head = (f"the ODE solver stalled at alpha = {self.mark_alpha:.4g} of alpha_max = "
+                f"{self.alpha_max:g} ({self.window} evaluations of the drift without progress)")
+        if self.alpha_max * max(rate, 1.0) < 1e-6:
+            return (f"{head}: alpha_max = {self.alpha_max:g} is too small for the solver's "
+                    "resolution; integrate to alpha_max >= 1e-6 (or use a coarser grid)")
+        return (f"{head}: the overlaps change on a time scale 1/rate = {1 / rate:.3g}, far "
+                f"below alpha_max; {_culprit(f, y)} is probably too large")
+
+
+def _check_integrate_args(state0, setup, alpha_max, alphas, rtol, atol, max_norm, max_nfev):
+    """Validated (alpha_max, alphas, rtol, atol, max_norm, max_nfev)."""
+    if not isinstance(state0, OrderParameters):
+        raise TypeError(f"state0 must be an OrderParameters, got {type(state0).__name__}")
+    if not isinstance(setup, Setup):
+        raise TypeError(f"setup must be a Setup, got {type(setup).__name__}")
+    alpha_max, alphas = check_alphas(alpha_max, alphas)
+    rtol = check_number(rtol, "rtol", strict=True, upper=0.1)
+    atol = check_number(atol, "atol", strict=True)
+    max_norm = check_number(max_norm, "max_norm", strict=True, upper=1e100)
+    max_nfev = check_int(max_nfev, "max_nfev", 1, integral_float=True)
+    return alpha_max, alphas, rtol, atol, max_norm, max_nfev
 
 
 def integrate(
@@ -248,6 +403,7 @@ def integrate(
     atol: float = 1e-12,
     method: str = "LSODA",
     max_norm: float = 1e8,
+    max_nfev: int = 100_000,
 ) -> Trajectory:
     """Integrate the ODEs from ``state0`` to ``alpha_max`` with an adaptive, error-controlled solver.
 
@@ -256,10 +412,14 @@ def integrate(
     state0 : OrderParameters, the initial overlaps (Q, R, T, v, v*).
     setup : Setup (activation, eta, eta_v, sigma, weight_decay).
     alpha_max : final time (> 0).
-    alphas : output times (increasing, within [0, alpha_max]); default 0 and 200 log-spaced times.
-    rtol, atol : solver tolerances (scipy.integrate.solve_ivp).
+    alphas : output times (finite, increasing, within [0, alpha_max]; a last time a rounding
+        error above alpha_max counts as alpha_max); default 0 and 200 log-spaced times.
+    rtol, atol : solver tolerances (scipy.integrate.solve_ivp), 0 < rtol <= 0.1, atol > 0.
     method : any solve_ivp method; LSODA switches between Adams and BDF as the dynamics stiffen.
-    max_norm : the run is declared divergent when an overlap exceeds this in absolute value.
+    max_norm : the run is declared divergent when an overlap exceeds this in absolute value
+        (0 < max_norm <= 1e100).
+    max_nfev : budget of drift evaluations; the run also stops when 5000 evaluations pass
+        without the time advancing by 1e-9 alpha_max.
 
     Returns
     -------
@@ -267,50 +427,40 @@ def integrate(
 
     Raises
     ------
-    DivergenceError if the overlaps blow up or become non-finite (learning rate too large).
+    DivergenceError if the overlaps blow up or become non-finite, naming the parameter whose
+    term dominates the drift (eta, eta_v, sigma, weight_decay). StallError when the solver
+    exceeds max_nfev or stops advancing (a too large learning rate, a too small alpha_max).
     """
-    if not isinstance(state0, OrderParameters):
-        raise TypeError(f"state0 must be an OrderParameters, got {type(state0).__name__}")
-    if not isinstance(setup, Setup):
-        raise TypeError(f"setup must be a Setup, got {type(setup).__name__}")
-    alpha_max, alphas = _check_alphas(alpha_max, alphas)
-    if not (0 < rtol < 1) or not (atol > 0):
-        raise ValueError(f"need 0 < rtol < 1 and atol > 0, got rtol={rtol}, atol={atol}")
-    f = Drift(state0.K, state0.M, setup, state0.T, state0.v_star, state0.v)
-
-    def rhs(alpha, y):
-        if not np.all(np.isfinite(y)) or np.abs(y).max() > max_norm:
-            raise DivergenceError(
-                f"the order parameters diverged at alpha = {alpha:.4g} (max |overlap| = "
-                f"{np.nanmax(np.abs(y)):.3g}); the learning rate eta = {setup.eta} is probably "
-                "too large for this network"
-            )
-        out = f(alpha, y)
-        if not np.all(np.isfinite(out)):
-            raise DivergenceError(f"the drift became non-finite at alpha = {alpha:.4g}")
-        return out
-
-    y0 = f.pack(np.asarray(state0.Q), np.asarray(state0.R), np.asarray(state0.v))
+    alpha_max, alphas, rtol, atol, max_norm, max_nfev = _check_integrate_args(
+        state0, setup, alpha_max, alphas, rtol, atol, max_norm, max_nfev)
+    f = Drift.from_state(state0, setup)
+    y0 = f.pack_state(state0)
+    rhs = _Monitor(f, y0, alpha_max, max_norm, max_nfev)
     t0 = time.perf_counter()
     options = {}
     if method in ("LSODA", "BDF", "Radau"):  # implicit solvers: a cheap sparse FD Jacobian
         options["jac"] = lambda a, y: f.jacobian(a, y, central=False)
-    sol = solve_ivp(
-        rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol, atol=atol, **options
-    )
+    try:
+        sol = solve_ivp(rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol,
+                        atol=atol, **options)
+    except (OverflowError, FloatingPointError) as err:
+        raise DivergenceError(f"the integration overflowed ({err}); {_culprit(f, rhs.last_ok)} "
+                              "is probably too large for this network") from None
     if sol.status != 0:
         raise RuntimeError(f"ODE solver failed at alpha = {sol.t[-1]:.4g}: {sol.message}")
     Y = sol.y.T
-    if np.abs(Y).max() > max_norm:
-        raise DivergenceError("the order parameters diverged (learning rate too large?)")
+    if Y.shape[0] != alphas.size or np.abs(Y).max() > max_norm:
+        raise DivergenceError(f"the order parameters diverged; {_culprit(f, rhs.last_ok)} is "
+                              "probably too large for this network")
+    info = dict(engine="ode", method=method, rtol=rtol, atol=atol, nfev=int(sol.nfev),
+                njev=int(sol.njev), seconds=time.perf_counter() - t0)
+    return _trajectory(f, state0, setup, np.asarray(sol.t), Y, info)
+
+
+def _trajectory(f: Drift, state0, setup, alpha, Y, info) -> Trajectory:
+    """Assemble the Trajectory of packed states Y (T, size) at times alpha (T,)."""
     Q, R, v = f.unpack(Y)
-    Q, R, v = Q.copy(), R.copy(), np.array(v, dtype=float)
-    eg = f.eg(Y)
-    info = dict(
-        engine="ode", method=method, rtol=rtol, atol=atol, nfev=int(sol.nfev),
-        njev=int(sol.njev), seconds=time.perf_counter() - t0,
-    )
     return Trajectory(
-        alpha=np.asarray(sol.t), eg=eg, Q=Q, R=R, v=v, T_teacher=np.array(state0.T),
-        v_star=np.array(state0.v_star), setup=setup, info=info,
+        alpha=alpha, eg=f.eg(Y), Q=Q.copy(), R=R.copy(), v=np.array(v, dtype=float),
+        T_teacher=np.array(state0.T), v_star=np.array(state0.v_star), setup=setup, info=info,
     )

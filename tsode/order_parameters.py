@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import PSD_RTOL, activation, index_tuples
+from ._common import check_int, check_memory, check_number, covariance, psd_violation
+from ._common import PSD_RTOL
+from .activations import Activation, activation, index_tuples
 
 __all__ = [
     "OrderParameters",
@@ -31,31 +33,11 @@ __all__ = [
 ]
 
 
-def check_number(x, name, *, lower=0.0, strict=False, upper=None) -> float:
-    """``x`` as a finite float > lower (strict) or >= lower, and <= upper; else a ValueError
-    naming ``name`` and the allowed range."""
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {x!r}") from None
-    bad = not np.isfinite(x) or (x <= lower if strict else x < lower)
-    if upper is not None and x > upper:
-        bad = True
-    if bad:
-        rng = f"{'>' if strict else '>='} {lower:g}" + ("" if upper is None else f" and <= {upper}")
-        raise ValueError(f"{name} must be finite and {rng}, got {x}")
-    return x
-
-
-def check_int(x, name, lower) -> int:
-    """``x`` as an int >= lower (bools and floats are rejected); else a ValueError naming it."""
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lower:
-        raise ValueError(f"{name} must be an integer >= {lower}, got {x!r}")
-    return int(x)
-
-
 def _frozen(x, name, shape=None) -> np.ndarray:
-    a = np.array(x, dtype=float)
+    try:
+        a = np.array(x, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of real numbers, got {x!r}") from None
     if shape is not None and a.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
     if not np.all(np.isfinite(a)):
@@ -104,12 +86,12 @@ class OrderParameters:
             A = getattr(self, name)
             if np.abs(A - A.T).max() > 1e-10 * max(1.0, np.abs(A).max()):
                 raise ValueError(f"{name} must be symmetric")
-        C = self.covariance
-        eig = np.linalg.eigvalsh(C)
-        if eig[0] < -PSD_RTOL * max(1.0, eig[-1]):
+        bad = float(psd_violation(self.covariance))
+        if bad > PSD_RTOL:
             raise ValueError(
-                "overlaps are not positive semi-definite: the matrix [[Q, R], [R^T, T]] has "
-                f"smallest eigenvalue {eig[0]:.3g}; (Q, R, T) must be a Gram matrix"
+                "overlaps are not positive semi-definite: the matrix [[Q, R], [R^T, T]], scaled "
+                f"to unit diagonal, has smallest eigenvalue {-bad:.3g} < -{PSD_RTOL:g}; "
+                "(Q, R, T) must be a Gram matrix"
             )
 
     @property
@@ -125,7 +107,7 @@ class OrderParameters:
     @property
     def covariance(self) -> np.ndarray:
         """(K+M, K+M) covariance of the local fields, [[Q, R], [R^T, T]]."""
-        return np.block([[self.Q, self.R], [self.R.T, self.T]])
+        return covariance(self.Q, self.R, self.T)
 
     def replace(self, **changes) -> "OrderParameters":
         """A copy with some fields replaced (validated again)."""
@@ -157,13 +139,22 @@ class Setup:
     weight_decay: float = 0.0
 
     def __post_init__(self):
-        act = activation(self.activation)  # raises on unknown names
+        act = activation(self.activation)  # raises on unknown names; resolved once, here
         object.__setattr__(self, "activation", act.name)
+        object.__setattr__(self, "_act", act)
         for name, strict in (
             ("eta", True), ("eta_v", False), ("sigma", False), ("weight_decay", False)
         ):
             value = check_number(getattr(self, name), name, strict=strict)
             object.__setattr__(self, name, value)
+
+    @property
+    def act(self) -> Activation:
+        """The resolved :class:`~tsode.activations.Activation` (g, g', integrals, code)."""
+        return self._act
+
+    def __reduce__(self):  # rebuilt from the fields (the Activation holds compiled kernels)
+        return (Setup, (self.activation, self.eta, self.eta_v, self.sigma, self.weight_decay))
 
     @property
     def train_second_layer(self) -> bool:
@@ -189,7 +180,25 @@ def eg_from_covariance(C, v, v_star, act) -> np.ndarray:
     w = np.concatenate([v, -v_star], axis=-1)
     n = C.shape[-1]
     I2 = act.kernels["I2"](C, index_tuples(n, n)).reshape(C.shape[:-2] + (n, n))
-    return 0.5 * np.einsum("...a,...b,...ab->...", w, w, I2)
+    terms = w[..., :, None] * w[..., None, :] * I2
+    eg = 0.5 * terms.sum(axis=(-1, -2))
+    return _clip_round_off(eg, 0.5 * np.abs(terms).sum(axis=(-1, -2)))
+
+
+#: Relative size (to the sum of the |terms|) of a negative eps_g that counts as round-off.
+EG_ROUND_OFF = 1e-12
+
+
+def _clip_round_off(eg, scale):
+    """eps_g clipped at 0 where its negative part is round-off (>= -EG_ROUND_OFF * scale, the
+    sum of the absolute values of its terms); a larger negative value raises ValueError (the
+    covariance is not PSD)."""
+    eg = np.asarray(eg, dtype=float)
+    if np.any(eg < -EG_ROUND_OFF * scale):
+        raise ValueError(
+            f"the generalisation error came out negative ({eg.min():.3g}) beyond round-off: "
+            "the field covariance is not positive semi-definite")
+    return np.maximum(eg, 0.0)
 
 
 def generalisation_error(state: OrderParameters, activation_name) -> float:
@@ -262,45 +271,47 @@ def initial_state(
     K, M = check_int(K, "K", 1), check_int(M, "M", 1)
     if kind not in INITIAL_KINDS:
         raise ValueError(f"unknown initial kind {kind!r}; allowed: {', '.join(INITIAL_KINDS)}")
-    rng = np.random.default_rng(seed)
-    if teacher_std <= 0:
-        raise ValueError(f"teacher_std must be > 0, got {teacher_std}")
+    rng = np.random.default_rng(check_int(seed, "seed", 0, integral_float=True))
+    teacher_std = check_number(teacher_std, "teacher_std", strict=True)
     vs = _second_layer(v_star, M, rng, "v_star")
-
     if kind in ("random", "small"):
-        N = check_int(N, "N", 1)
-        std = (1.0 if kind == "random" else 1e-3) if init_std is None else float(init_std)
-        if std < 0:
-            raise ValueError(f"init_std must be >= 0, got {std}")
-        W_star = teacher_std * rng.standard_normal((M, N))
-        if orthogonal_teacher:
-            if M > N:
-                raise ValueError(f"orthogonal_teacher needs M <= N, got M={M}, N={N}")
-            W_star = teacher_std * np.sqrt(N) * np.linalg.qr(W_star.T)[0].T
-        W = std * rng.standard_normal((K, N))
-        vv = _second_layer(v, K, rng, "v")
-        return OrderParameters(
-            Q=W @ W.T / N, R=W @ W_star.T / N, T=W_star @ W_star.T / N, v=vv, v_star=vs
-        )
-
+        N = check_int(N, "N", 1, integral_float=True)
+        std = (1.0 if kind == "random" else 1e-3) if init_std is None else init_std
+        std = check_number(std, "init_std")
+        return _sampled_state(K, M, N, std, teacher_std, rng, v, vs, orthogonal_teacher)
+    extra_std = check_number(extra_std, "extra_std")
+    if K < M:
+        raise ValueError(f"kind={kind!r} needs K >= M, got K={K}, M={M}")
     T = teacher_std**2 * np.eye(M)
     if kind == "informed":
-        if K < M:
-            raise ValueError(f"kind='informed' needs K >= M, got K={K}, M={M}")
         Q = np.zeros((K, K))
         R = np.zeros((K, M))
         Q[:M, :M] = T
         R[:M, :] = T
         Q[np.arange(M, K), np.arange(M, K)] = extra_std**2
-        vv = _second_layer(v, K, rng, "v")
-        return OrderParameters(Q=Q, R=R, T=T, v=vv, v_star=vs)
-
+        return OrderParameters(Q=Q, R=R, T=T, v=_second_layer(v, K, rng, "v"), v_star=vs)
     # denoise
-    if K < M:
-        raise ValueError(f"kind='denoise' needs K >= M, got K={K}, M={M}")
     teacher_of = np.arange(K) % M
     copies = np.bincount(teacher_of, minlength=M)
     R = T[teacher_of]
     Q = T[np.ix_(teacher_of, teacher_of)]
     vv = vs[teacher_of] / copies[teacher_of]
     return OrderParameters(Q=Q, R=R, T=T, v=vv, v_star=vs)
+
+
+def _sampled_state(K, M, N, std, teacher_std, rng, v, vs, orthogonal_teacher):
+    """Gram matrices of Gaussian student (K, N) and teacher (M, N) weights; refuses N that
+    would not fit in memory (the weights and a QR workspace: ~2 (K + M) N floats)."""
+    check_memory(2 * (K + M) * N * 8.0, f"initial_state with K={K}, M={M}, N={N}",
+                 "use a smaller N (the overlaps of the N -> inf limit come from "
+                 "kind='informed'/'denoise' or OrderParameters directly)")
+    W_star = teacher_std * rng.standard_normal((M, N))
+    if orthogonal_teacher:
+        if M > N:
+            raise ValueError(f"orthogonal_teacher needs M <= N, got M={M}, N={N}")
+        W_star = teacher_std * np.sqrt(N) * np.linalg.qr(W_star.T)[0].T
+    W = std * rng.standard_normal((K, N))
+    vv = _second_layer(v, K, rng, "v")
+    return OrderParameters(
+        Q=W @ W.T / N, R=W @ W_star.T / N, T=W_star @ W_star.T / N, v=vv, v_star=vs
+    )

@@ -31,12 +31,13 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _sim_kernels as _k
-from .activations import activation
-from .ode import DivergenceError, _check_alphas
+from ._common import check_alphas, check_int, check_memory, check_number, covariance
+from .ode import DivergenceError, Drift, _culprit
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
 
@@ -52,24 +53,10 @@ RANK_RTOL = 1e-13
 #: (progress bar, stopping all runs when one diverges or on KeyboardInterrupt): ~0.1 s.
 _PIECE_WORK = 2e7
 
-#: Largest group of runs that one task of the reduced engine advances in lockstep.
+#: Groups of runs that one task of the reduced engine advances in lockstep: at most _LANES runs;
+#: groups below _MIN_LANES runs are split into single runs (scalar loops are faster there).
 _LANES = 32
 _MIN_LANES = 4
-
-
-def _integer(x, name, minimum) -> int:
-    """x as an int >= minimum (integral floats such as 1e5 are accepted), else ValueError."""
-    if isinstance(x, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {x!r}")
-    if isinstance(x, (int, np.integer)):
-        value = int(x)
-    elif isinstance(x, (float, np.floating)) and np.isfinite(x) and float(x).is_integer():
-        value = int(x)
-    else:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {x!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
 
 
 def record_steps(N: int, alpha_max: float, alphas=None) -> np.ndarray:
@@ -80,7 +67,7 @@ def record_steps(N: int, alpha_max: float, alphas=None) -> np.ndarray:
     log-spaced times) rounded the same way, with duplicates removed. Returns an int64 array
     (T,); the recorded times are exactly ``steps / N``.
     """
-    alpha_max, grid = _check_alphas(alpha_max, alphas)
+    alpha_max, grid = check_alphas(alpha_max, alphas)
     steps = np.rint(np.asarray(grid) * N).astype(np.int64)
     if alphas is None:
         steps = np.unique(steps)
@@ -159,7 +146,8 @@ class _FullRun:
     def observe(self):
         """(Q, R, v) now, computed from the weights."""
         N = self.N
-        return self.W @ self.W.T / N, self.W @ self.Ws.T / N, self.v.copy()
+        with np.errstate(over="ignore", invalid="ignore"):  # blown-up weights: checked later
+            return self.W @ self.W.T / N, self.W @ self.Ws.T / N, self.v.copy()
 
     def test_error(self, X, g):
         """½ mean over the rows of X of (φ − φ*)² (noiseless teacher)."""
@@ -248,51 +236,42 @@ def simulate(
     setup : Setup
         Activation, η (first layer, step η/√N), η_v (second layer, step η_v/N; 0 = frozen), label
         noise σ, weight decay κ (per step w ← (1 − κ/N) w, also v when η_v > 0; needs κ < N).
-    N : int >= 1
-        Input dimension.
-    alpha_max : float > 0
-        Final time α = steps / N.
+    N : int >= 1 (a whole float such as 1e5 is accepted), input dimension.
+    alpha_max : float > 0, final time α = steps / N.
     engine : "full" or "reduced"
         ``"full"``: SGD on N-dimensional weights, O((K+M) N) per step. ``"reduced"``: the exact
         Markov chain of (Q, R, v), O((K+M)^3) per step whatever N; same law as ``"full"``.
     seed : int >= 0
         Run i draws from ``SeedSequence(seed, spawn_key=(i, j))``: the same seed gives the same
         trajectories (whatever ``workers``), and run i is the same for every ``n_runs`` > i.
-    n_runs : int >= 1
-        Independent runs from the same initial state.
+    n_runs : int >= 1, independent runs from the same initial state.
     alphas : 1-D array, optional
         Output times in [0, alpha_max], rounded to integer step counts round(α N) (they must stay
         distinct). Default: ``tsode.ode.default_alphas(alpha_max)`` (0 and 200 log-spaced times)
         rounded to step counts, duplicates removed. The runs stop at the last output time.
-    progress : bool or None
-        tqdm progress bar (in run-steps). None: only when stderr is a terminal, and only once a
-        run has lasted 2 s — so silent in tests, CI logs and notebooks executed by papermill.
-    workers : int >= 1, optional
-        Threads running independent runs in parallel (the compiled loops release the GIL).
-        Default min(n_runs, number of CPUs).
+    progress : bool or None, tqdm bar; None: only when stderr is a terminal, after 2 s.
+    workers : int >= 1, threads running runs in parallel; default min(n_runs, CPUs).
     test_set : int >= 0
         Full engine only: if > 0, also estimate ε_g on a fixed test set of that many Gaussian
         inputs (shared by all runs) at every output time; returned as ``info["eg_test"]``
         (same shape as ``eg``). A cross-check of the closed forms; costs O(test_set (K+M) N) per
-        output time. (Arrays in ``info`` are not restored by ``Trajectory.from_npz``.)
-    max_norm : float
-        A run diverges when Δ = φ − y becomes non-finite, or (reduced engine, every step; full
-        engine, at output times) a diagonal entry of Q or an entry of v exceeds max_norm.
+        output time.
+    max_norm : float in (0, 1e100]; a run diverges when Δ = φ − y becomes non-finite, or a
+        diagonal entry of Q or an entry of v exceeds it (reduced: every step; full: output times).
 
     Returns
     -------
     Trajectory
         ``alpha`` (T,) = recorded steps / N; ``eg`` (T,) from the closed forms
         (ε_g = ½ Σ_ab w_a w_b I2(a, b), noiseless teacher); ``Q`` (T, K, K), ``R`` (T, K, M),
-        ``v`` (T, K) — with a leading run axis (n_runs, ...) when n_runs > 1; ``info`` with
-        engine, N, seed, n_runs, steps (per run), workers, seconds, run_steps_per_second
-        (and eg_test, test_set if requested).
+        ``v`` (T, K) — with a leading run axis (n_runs, ...) when n_runs > 1; ``info``: engine,
+        N, seed, n_runs, steps, workers, seconds, run_steps_per_second (eg_test, test_set).
 
     Raises
     ------
     TypeError if state0/setup have the wrong type; ValueError on bad parameters (naming the
-    parameter and its allowed range); DivergenceError (from :mod:`tsode.ode`) if a run blows up
-    (learning rate too large), naming the run and the time α — never returns NaNs.
+    parameter and its allowed range); MemoryError when the full engine's weights would not fit;
+    DivergenceError (:mod:`tsode.ode`) if a run blows up, naming the run and α — never NaNs.
 
     Examples
     --------
@@ -304,70 +283,89 @@ def simulate(
     True
     """
     t_start = time.perf_counter()
+    plan = _check_simulate_args(state0, setup, N, alpha_max, engine, seed, n_runs, alphas,
+                                workers, test_set, max_norm)
+    bar = _progress_bar(plan, progress)
+    try:
+        rec = _Recorder(plan, bar, bool(_with_chi2))
+        _run_all(rec, plan.workers)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _assemble(plan, rec, time.perf_counter() - t_start)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The validated arguments of one :func:`simulate` call."""
+
+    state0: OrderParameters
+    setup: Setup
+    N: int
+    engine: str
+    seed: int
+    n_runs: int
+    workers: int
+    test_set: int
+    max_norm: float
+    steps: np.ndarray  # (T,) recorded step counts
+    F: np.ndarray  # (K+M, r) Gram factor of state0
+
+
+def _check_simulate_args(state0, setup, N, alpha_max, engine, seed, n_runs, alphas, workers,
+                         test_set, max_norm) -> _Plan:
+    """Validate the arguments of :func:`simulate` (ValueError naming the parameter)."""
     if not isinstance(state0, OrderParameters):
         raise TypeError(f"state0 must be an OrderParameters, got {type(state0).__name__}")
     if not isinstance(setup, Setup):
         raise TypeError(f"setup must be a Setup, got {type(setup).__name__}")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
-    N = _integer(N, "N", 1)
-    n_runs = _integer(n_runs, "n_runs", 1)
-    seed = _integer(seed, "seed", 0)
-    test_set = _integer(test_set, "test_set", 0)
+    N = check_int(N, "N", 1, integral_float=True)
+    n_runs = check_int(n_runs, "n_runs", 1, integral_float=True)
+    seed = check_int(seed, "seed", 0, integral_float=True)
+    test_set = check_int(test_set, "test_set", 0, integral_float=True)
     if test_set and engine != "full":
         raise ValueError("test_set > 0 needs engine='full' (the reduced engine has no weights)")
-    if workers is None:
-        workers = min(n_runs, _available_cpus())
-    else:
-        workers = _integer(workers, "workers", 1)
-    if not (max_norm > 0):
-        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    workers = (min(n_runs, _available_cpus()) if workers is None
+               else check_int(workers, "workers", 1, integral_float=True))
+    max_norm = check_number(max_norm, "max_norm", strict=True, upper=1e100)
     if setup.weight_decay >= N:
         raise ValueError(
             f"weight_decay must be < N (each step multiplies the weights by 1 - kappa/N), got "
             f"weight_decay={setup.weight_decay}, N={N}"
         )
     steps = record_steps(N, alpha_max, alphas)
-    G = np.array(state0.covariance, dtype=float)
-    F = _gram_factor(G)
-    rank = F.shape[1]
-    if rank > N:
+    F = _gram_factor(np.array(state0.covariance, dtype=float))
+    if F.shape[1] > N:
         raise ValueError(
             f"state0 does not exist in N={N} dimensions: its Gram matrix [[Q, R], [R^T, T]] has "
-            f"rank {rank} > N; use N >= {rank} or a state of lower rank"
+            f"rank {F.shape[1]} > N; use N >= {F.shape[1]} or a state of lower rank"
         )
+    plan = _Plan(state0, setup, N, engine, seed, n_runs, workers, test_set, max_norm, steps, F)
+    _check_simulation_memory(plan)
+    return plan
 
-    act = activation(setup.activation)
-    code = _k.ACT_CODES[act.name]
-    K, M = state0.K, state0.M
-    if engine == "full":
-        pars = (code, setup.eta, setup.eta_v, setup.sigma, setup.weight_decay)
-    else:
-        pars = (code, setup.eta, setup.eta_v, setup.sigma, setup.weight_decay, float(max_norm))
 
-    X_test = None
-    if test_set:
-        test_rng = np.random.Generator(
-            np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**32, 0)))
-        )
-        X_test = test_rng.standard_normal((test_set, N))
+def _check_simulation_memory(plan: _Plan) -> None:
+    """Refuse a full-engine simulation whose weights would not fit in memory: per concurrent
+    run the (K+M) x N weights, the N x r rotation and its QR workspace; the test set; the
+    recorded overlaps."""
+    K, M, N, r = plan.state0.K, plan.state0.M, plan.N, plan.F.shape[1]
+    T = plan.steps.size
+    n_bytes = 8.0 * plan.n_runs * T * (K * K + K * M + K + 1)
+    if plan.engine == "full":
+        n_bytes += 8.0 * (min(plan.workers, plan.n_runs) * (K + M + 3 * r + 1) * N + plan.test_set * N)
+    check_memory(n_bytes, f"simulate(engine={plan.engine!r}, N={N}, n_runs={plan.n_runs}, "
+                 f"workers={plan.workers}, test_set={plan.test_set})",
+                 "use engine='reduced' (same law, memory independent of N), fewer workers or "
+                 "a smaller test_set")
 
-    T_out = steps.size
-    Qs = np.empty((n_runs, T_out, K, K))
-    Rs = np.empty((n_runs, T_out, K, M))
-    vs = np.empty((n_runs, T_out, K))
-    eg_test = np.empty((n_runs, T_out)) if test_set else None
 
-    # segments: (steps to advance, output index to record afterwards or -1)
-    # tasks: (first run, number of runs); the reduced engine advances groups of runs in lockstep
-    if engine == "full":
-        tasks = [(i, 1) for i in range(n_runs)]
-    else:
-        lanes = min(_LANES, -(-n_runs // workers))
-        lanes = lanes if lanes >= _MIN_LANES else 1  # small groups run slower than single runs
-        tasks = [(i, min(lanes, n_runs - i)) for i in range(0, n_runs, lanes)]
-    cost = (K + M) * N if engine == "full" else (K + M) ** 3 * lanes
-    piece = max(1, int(_PIECE_WORK / cost))
+def _segments(steps, cost_per_step):
+    """(steps to advance, output index to record afterwards or -1) pieces of at most
+    ``_PIECE_WORK / cost_per_step`` steps, so that control returns to Python regularly."""
+    piece = max(1, int(_PIECE_WORK / cost_per_step))
     segments = []
     prev = 0
     for t, s in enumerate(steps):
@@ -377,96 +375,138 @@ def simulate(
             gap -= piece
         segments.append((gap, t))
         prev = int(s)
-    total = int(steps[-1])
+    return segments
 
-    bar = None
-    if _auto_progress(progress):
-        from tqdm import tqdm
 
-        bar = tqdm(
-            total=total * n_runs, unit="step", unit_scale=True, delay=0 if progress else 2.0,
-            desc=f"simulate ({engine}, N={N})", file=sys.stderr,
-        )
-    lock = threading.Lock()
-    stop = threading.Event()
+class _Recorder:
+    """Output arrays of all runs (n_runs, T, ...) and the step loop of one run."""
 
-    def one_task(first, count):
-        """Runs first, ..., first + count - 1 to the last output time, recording them."""
-        rngs = [_streams(seed, i) for i in range(first, first + count)]
-        if engine == "full":
-            run = _FullRun(state0, F, N, *rngs[0], pars)
-        else:
-            run = _ReducedRuns(state0, N, [r[0] for r in rngs], pars, RANK_RTOL, bool(_with_chi2))
+    def __init__(self, plan: _Plan, bar, with_chi2: bool = True):
+        K, M, T = plan.state0.K, plan.state0.M, plan.steps.size
+        self.plan, self.bar, self.with_chi2 = plan, bar, with_chi2
+        self.Q = np.empty((plan.n_runs, T, K, K))
+        self.R = np.empty((plan.n_runs, T, K, M))
+        self.v = np.empty((plan.n_runs, T, K))
+        self.eg_test = np.empty((plan.n_runs, T)) if plan.test_set else None
+        self.X_test = None
+        if plan.test_set:
+            test_rng = np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence(plan.seed, spawn_key=(2**32, 0))))
+            self.X_test = test_rng.standard_normal((plan.test_set, plan.N))
+        self.tasks = _tasks(plan)
+        lanes = max(count for _, count in self.tasks)
+        cost = (K + M) * plan.N if plan.engine == "full" else (K + M) ** 3 * lanes
+        self.segments = _segments(plan.steps, cost)
+        self.lock, self.stop = threading.Lock(), threading.Event()
+
+    def _new_task(self, first, count):
+        p, s = self.plan, self.plan.setup
+        rngs = [_streams(p.seed, i) for i in range(first, first + count)]
+        pars = (s.act.code, s.eta, s.eta_v, s.sigma, s.weight_decay)
+        if p.engine == "full":
+            return _FullRun(p.state0, p.F, p.N, *rngs[0], pars)
+        return _ReducedRuns(p.state0, p.N, [r[0] for r in rngs], pars + (p.max_norm,),
+                            RANK_RTOL, self.with_chi2)
+
+    def one_task(self, first, count):
+        """Runs first, ..., first + count - 1 to the last output time, recording their overlaps."""
+        p = self.plan
+        run = self._new_task(first, count)
         done = 0
-        for n_steps, t in segments:
-            if stop.is_set():
+        for n_steps, t in self.segments:
+            if self.stop.is_set():
                 return
             if n_steps:
                 completed = run.advance(n_steps)
                 if completed < n_steps:
-                    lane = 0 if engine == "full" else int(run.failed[0])
-                    raise _diverged(first + lane, done + completed + 1, N, setup, "at")
+                    lane = 0 if p.engine == "full" else int(run.failed[0])
+                    raise _diverged(first + lane, done + completed + 1, p, "at")
                 done += n_steps
-                if bar is not None:
-                    with lock:
-                        bar.update(n_steps * count)
+                if self.bar is not None:
+                    with self.lock:
+                        self.bar.update(n_steps * count)
             if t >= 0:
-                Q, R, v = run.observe()
-                Q, R, v = Q.reshape(count, K, K), R.reshape(count, K, M), v.reshape(count, K)
-                bad = ~(np.isfinite(Q).all(axis=(1, 2)) & np.isfinite(v).all(axis=1)
-                        & (np.abs(np.diagonal(Q, axis1=1, axis2=2)).max(axis=1) <= max_norm)
-                        & (np.abs(v).max(axis=1) <= max_norm))
-                if bad.any():
-                    raise _diverged(first + int(np.argmax(bad)), done, N, setup, "before")
-                Qs[first:first + count, t], Rs[first:first + count, t] = Q, R
-                vs[first:first + count, t] = v
-                if eg_test is not None:
-                    eg_test[first, t] = run.test_error(X_test, act.g)
+                self._record(run, first, count, t, done)
 
-    try:
-        if workers == 1:
-            for task in tasks:
-                one_task(*task)
-        else:
-            with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-                futures = [pool.submit(one_task, *task) for task in tasks]
-                try:
-                    wait(futures, return_when=FIRST_EXCEPTION)
-                    for f in futures:
-                        f.result()
-                except BaseException:  # a divergence, or KeyboardInterrupt: stop the others
-                    stop.set()
-                    raise
-    finally:
-        if bar is not None:
-            bar.close()
+    def _record(self, run, first, count, t, done):
+        K, M = self.plan.state0.K, self.plan.state0.M
+        Q, R, v = run.observe()
+        Q, R, v = Q.reshape(count, K, K), R.reshape(count, K, M), v.reshape(count, K)
+        m = self.plan.max_norm
+        bad = ~(np.isfinite(Q).all(axis=(1, 2)) & np.isfinite(v).all(axis=1)
+                & (np.abs(np.diagonal(Q, axis1=1, axis2=2)).max(axis=1) <= m)
+                & (np.abs(v).max(axis=1) <= m))
+        if bad.any():
+            raise _diverged(first + int(np.argmax(bad)), done, self.plan, "before")
+        runs = slice(first, first + count)
+        self.Q[runs, t], self.R[runs, t], self.v[runs, t] = Q, R, v
+        if self.eg_test is not None:
+            self.eg_test[first, t] = run.test_error(self.X_test, self.plan.setup.act.g)
 
-    T_teacher = np.array(state0.T, dtype=float)
-    C = np.empty((n_runs, T_out, K + M, K + M))
-    C[..., :K, :K] = Qs
-    C[..., :K, K:] = Rs
-    C[..., K:, :K] = np.swapaxes(Rs, -1, -2)
-    C[..., K:, K:] = T_teacher
-    eg = eg_from_covariance(C, vs, np.asarray(state0.v_star), act)
-    seconds = time.perf_counter() - t_start
+
+def _tasks(plan: _Plan):
+    """(first run, number of runs) of each task: single runs for the full engine; for the
+    reduced engine groups of up to _LANES runs advanced in lockstep (a run's trajectory does not
+    depend on its group)."""
+    n_runs = plan.n_runs
+    lanes = min(_LANES, -(-n_runs // plan.workers)) if plan.engine == "reduced" else 1
+    lanes = lanes if lanes >= _MIN_LANES else 1
+    return [(i, min(lanes, n_runs - i)) for i in range(0, n_runs, lanes)]
+
+
+def _run_all(rec: _Recorder, workers: int) -> None:
+    """Run every task, in ``workers`` threads; the first error stops the others."""
+    if workers == 1 or len(rec.tasks) == 1:
+        for task in rec.tasks:
+            rec.one_task(*task)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(rec.tasks))) as pool:
+        futures = [pool.submit(rec.one_task, *task) for task in rec.tasks]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:
+                f.result()
+        except BaseException:  # a divergence, or KeyboardInterrupt: stop the others
+            rec.stop.set()
+            raise
+
+
+def _progress_bar(plan: _Plan, progress):
+    if not _auto_progress(progress):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=int(plan.steps[-1]) * plan.n_runs, unit="step", unit_scale=True,
+                delay=0 if progress else 2.0, desc=f"simulate ({plan.engine}, N={plan.N})",
+                file=sys.stderr)
+
+
+def _assemble(plan: _Plan, rec: _Recorder, seconds: float) -> Trajectory:
+    """The Trajectory of the recorded overlaps (run axis dropped when n_runs == 1)."""
+    T_teacher = np.array(plan.state0.T, dtype=float)
+    v_star = np.array(plan.state0.v_star, dtype=float)
+    eg = eg_from_covariance(covariance(rec.Q, rec.R, T_teacher), rec.v, v_star, plan.setup.act)
+    total = int(plan.steps[-1])
     info = dict(
-        engine=engine, N=N, seed=seed, n_runs=n_runs, steps=total, workers=workers,
-        seconds=seconds, run_steps_per_second=total * n_runs / max(seconds, 1e-12),
+        engine=plan.engine, N=plan.N, seed=plan.seed, n_runs=plan.n_runs, steps=total,
+        workers=plan.workers, seconds=seconds,
+        run_steps_per_second=total * plan.n_runs / max(seconds, 1e-12),
     )
-    if n_runs == 1:
+    Qs, Rs, vs, eg_test = rec.Q, rec.R, rec.v, rec.eg_test
+    if plan.n_runs == 1:
         Qs, Rs, vs, eg = Qs[0], Rs[0], vs[0], eg[0]
         eg_test = None if eg_test is None else eg_test[0]
     if eg_test is not None:
-        info.update(eg_test=eg_test, test_set=test_set)
-    return Trajectory(
-        alpha=steps / N, eg=eg, Q=Qs, R=Rs, v=vs, T_teacher=T_teacher,
-        v_star=np.array(state0.v_star, dtype=float), setup=setup, info=info,
-    )
+        info.update(eg_test=eg_test, test_set=plan.test_set)
+    return Trajectory(alpha=plan.steps / plan.N, eg=eg, Q=Qs, R=Rs, v=vs, T_teacher=T_teacher,
+                      v_star=v_star, setup=plan.setup, info=info)
 
 
-def _diverged(run: int, step: int, N: int, setup: Setup, when: str) -> DivergenceError:
+def _diverged(run: int, step: int, plan: _Plan, when: str) -> DivergenceError:
+    """The error of a run that blew up, naming the parameter whose term dominates the mean
+    (ODE) drift at the initial state."""
+    f = Drift.from_state(plan.state0, plan.setup)
     return DivergenceError(
-        f"run {run} diverged {when} alpha = {step / N:.6g} (step {step}): the weights blew up; the "
-        f"learning rate eta = {setup.eta:g} (eta_v = {setup.eta_v:g}) is probably too large for "
-        "this network"
+        f"run {run} diverged {when} alpha = {step / plan.N:.6g} (step {step}): the weights blew "
+        f"up; {_culprit(f, f.pack_state(plan.state0))} is probably too large for this network"
     )

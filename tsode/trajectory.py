@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +11,10 @@ import numpy as np
 from .order_parameters import OrderParameters, Setup
 
 __all__ = ["Trajectory"]
+
+#: Version of the .npz layout written by :meth:`Trajectory.to_npz`.
+FORMAT = "tsode.Trajectory/2"
+_ARRAYS = ("alpha", "eg", "Q", "R", "v", "T_teacher", "v_star")
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,36 +77,48 @@ class Trajectory:
         return self.state(-1)
 
     def to_npz(self, path) -> None:
-        """Save to a compressed ``.npz`` file."""
+        """Save to a compressed ``.npz`` file (``.npz`` is appended to a path without it).
+
+        No pickles: the arrays are float arrays and the metadata (format, setup, info) one JSON
+        string; arrays in ``info`` are stored as arrays of their own. Numbers (nan and inf
+        included) and arrays round-trip exactly. Raises TypeError for an info value that is not
+        a number, string, bool, None, list, dict or numpy array.
+        """
+        arrays = {name: np.asarray(getattr(self, name), dtype=float) for name in _ARRAYS}
+        info = {}
+        for key, value in self.info.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"info/{key}"] = _plain_array(value, key)
+                info[key] = {"__array__": f"info/{key}"}
+            else:
+                info[key] = _plain(value, key)
         s = self.setup
-        np.savez_compressed(
-            path,
-            alpha=self.alpha, eg=self.eg, Q=self.Q, R=self.R, v=self.v,
-            T_teacher=self.T_teacher, v_star=self.v_star,
-            setup=np.array([s.activation, s.eta, s.eta_v, s.sigma, s.weight_decay], dtype=object),
-            info_keys=np.array(list(self.info.keys()), dtype=object),
-            info_values=np.array([repr(x) for x in self.info.values()], dtype=object),
-        )
+        meta = dict(format=FORMAT, info=info, setup=dict(
+            activation=s.activation, eta=s.eta, eta_v=s.eta_v, sigma=s.sigma,
+            weight_decay=s.weight_decay))
+        arrays["meta"] = np.array(json.dumps(meta))  # a unicode string array, not an object
+        np.savez_compressed(_npz_path(path), **arrays)
 
     @classmethod
     def from_npz(cls, path) -> "Trajectory":
-        """Load a trajectory written by :meth:`to_npz`."""
-        import ast
+        """Load a trajectory written by :meth:`to_npz` (``.npz`` appended as by ``to_npz``).
 
-        with np.load(path, allow_pickle=True) as f:
-            act, eta, eta_v, sigma, wd = f["setup"]
-            info = {}
-            for k, val in zip(f["info_keys"], f["info_values"]):
-                try:
-                    info[str(k)] = ast.literal_eval(str(val))
-                except (ValueError, SyntaxError):
-                    info[str(k)] = str(val)
-            return cls(
-                alpha=f["alpha"], eg=f["eg"], Q=f["Q"], R=f["R"], v=f["v"],
-                T_teacher=f["T_teacher"], v_star=f["v_star"],
-                setup=Setup(str(act), float(eta), float(eta_v), float(sigma), float(wd)),
-                info=info,
-            )
+        Never unpickles: a file holding Python objects is refused with a ValueError, as is a
+        file whose arrays or metadata are missing or inconsistent.
+        """
+        path = _npz_path(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {name: f[name] for name in f.files}
+        except ValueError as err:
+            if "allow_pickle" in str(err) or "Object arrays" in str(err):
+                raise ValueError(
+                    f"refusing to load {path!s}: it contains pickled Python objects, which can "
+                    "run arbitrary code when loaded; tsode files contain none (re-create the "
+                    "file with Trajectory.to_npz)"
+                ) from None
+            raise ValueError(f"{path!s} is not a readable .npz file: {err}") from None
+        return _from_arrays(cls, arrays, path)
 
     def __repr__(self):
         runs = "" if self.n_runs is None else f", runs={self.n_runs}"
@@ -108,3 +126,69 @@ class Trajectory:
             f"Trajectory({self.setup.activation}, K={self.Q.shape[-1]}, M={self.v_star.size}, "
             f"alpha=[{self.alpha[0]:g}..{self.alpha[-1]:g}] ({self.alpha.size} points){runs})"
         )
+
+
+def _npz_path(path):
+    """``path`` with ``.npz`` appended when missing (file objects pass through)."""
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
+        return path if path.endswith(".npz") else path + ".npz"
+    return path
+
+
+def _plain(value, key):
+    """A JSON-serialisable copy of an info value (numpy scalars become Python numbers)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(x, key) for x in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(x, key) for k, x in value.items()}
+    raise TypeError(f"info[{key!r}] = {value!r} cannot be saved: info values must be numbers, "
+                    "strings, bools, None, lists, dicts or numpy arrays")
+
+
+def _plain_array(value, key):
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"info[{key!r}] is an array of dtype {value.dtype}: only numeric arrays "
+                        "can be saved")
+    return value
+
+
+def _from_arrays(cls, arrays, path):
+    """Check and assemble the arrays of a file written by ``to_npz``."""
+    missing = [name for name in _ARRAYS + ("meta",) if name not in arrays]
+    if missing:
+        raise ValueError(f"{path!s} is not a tsode trajectory file: arrays {missing} are missing")
+    try:
+        meta = json.loads(str(arrays["meta"][()]))
+        if meta["format"] != FORMAT:
+            raise ValueError(f"unknown format {meta['format']!r}")
+        setup = Setup(**meta["setup"])
+        info = {key: (arrays[value["__array__"]] if isinstance(value, dict) and
+                      set(value) == {"__array__"} else value)
+                for key, value in meta["info"].items()}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path!s} has invalid metadata ({err})") from None
+    _check_shapes(arrays, path)
+    return cls(**{name: arrays[name] for name in _ARRAYS}, setup=setup, info=info)
+
+
+def _check_shapes(a, path):
+    """ValueError unless the arrays have the shapes of one trajectory (with or without runs)."""
+    M = a["v_star"].shape[0] if a["v_star"].ndim == 1 else -1
+    T = a["alpha"].shape[0] if a["alpha"].ndim == 1 else -1
+    lead = a["eg"].shape[:-1]
+    K = a["Q"].shape[-1] if a["Q"].ndim >= 2 else -1
+    expected = dict(eg=lead + (T,), Q=lead + (T, K, K), R=lead + (T, K, M), v=lead + (T, K),
+                    T_teacher=(M, M))
+    bad = [f"{name} {a[name].shape} (expected {shape})" for name, shape in expected.items()
+           if a[name].shape != shape]
+    if min(M, T, K) < 1 or len(lead) > 1 or bad:
+        raise ValueError(f"{path!s} holds inconsistent arrays: {', '.join(bad) or 'empty'}")
