@@ -123,7 +123,7 @@ def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overw
     results = {}
     pending = [t for t in tasks if parts is None or not parts.done(t)]
     skipped = len(tasks) - len(pending)
-    if skipped and progress is not False:
+    if skipped:
         print(f"sweep: {skipped} of {len(tasks)} tasks already done, {len(pending)} to run",
               file=sys.stderr)
 
