@@ -180,6 +180,9 @@ def assemble(spec: Spec, tasks, results, attrs: dict):
                 a = np.asarray(res[n])
                 data[n][t.index + tuple(slice(0, s) for s in a.shape)] = (
                     str(a) if a.dtype.kind == "U" else a)
+    for n in ("host", "error"):  # fixed-width strings, as netCDF reads them back
+        if n in data:
+            data[n] = data[n].astype(str)
     dims = tuple(spec.swept)
     ds = xr.Dataset(
         {n: (dims + _VAR_DIMS.get(n, ()), a) for n, a in data.items()},
