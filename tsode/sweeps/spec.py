@@ -3,7 +3,7 @@
 A spec is a TOML file (or the equivalent nested dict) with three sections::
 
     [setup]    activation, eta, eta_v, sigma, weight_decay
-    [network]  M, K or L (K = M + L), init, init_std, v, v_star, orthogonal_teacher
+    [network]  M, K or L (K = M + L), init, init_std, v, v_star, v_scale, orthogonal_teacher
     [run]      engine, N, runs, alpha_max, seed, n_alphas, alpha_min, alphas, threads, rtol, atol
 
 A list as the value of a *sweepable* setting (``SWEEPABLE``) sweeps it: the tasks are the
@@ -87,6 +87,7 @@ SETTINGS = {
     "init_std": ("network", _optional(_number()), None, True),
     "v": ("network", _choice(("ones", "normal")), "ones", False),
     "v_star": ("network", _choice(("ones", "normal")), "ones", False),
+    "v_scale": ("network", _number(strict=True), 1.0, False),
     "orthogonal_teacher": ("network", _flag, False, False),
     "engine": ("run", _choice(ENGINES), "ode", False),
     "N": ("run", _number(1, integer=True), 1000, True),
@@ -104,7 +105,7 @@ SWEEPABLE = tuple(k for k, s in SETTINGS.items() if s[3])
 #: Settings that define a task's random streams (not runs, alpha_max, engine: a run's
 #: trajectory is then the same when only those change, so a prefix can be recomputed cheaply).
 SEED_KEYS = ("activation", "eta", "eta_v", "sigma", "weight_decay", "M", "K", "init",
-             "init_std", "v", "v_star", "orthogonal_teacher", "N")
+             "init_std", "v", "v_star", "v_scale", "orthogonal_teacher", "N")
 
 
 def canonical(obj) -> str:

@@ -32,7 +32,10 @@ def _state0(s: dict, init_seed: int):
     kwargs = dict(v=s["v"], v_star=s["v_star"], orthogonal_teacher=s["orthogonal_teacher"])
     if s["init_std"] is not None:
         kwargs["init_std"] = s["init_std"]
-    return initial_state(s["K"], s["M"], s["init"], N=s["N"], seed=init_seed, **kwargs)
+    state = initial_state(s["K"], s["M"], s["init"], N=s["N"], seed=init_seed, **kwargs)
+    if s["v_scale"] != 1.0:  # e.g. v = "normal", v_scale = 1e-3: v at the first layer's scale
+        state = state.replace(v=s["v_scale"] * np.asarray(state.v))
+    return state
 
 
 def _with_run_axis(traj, runs: int) -> dict:
