@@ -122,7 +122,7 @@ def recompute_prefix(name: str, max_steps: float = 2e5) -> dict:
     res = run_task(payload)
     K, M, T = s["K"], s["M"], len(alphas)
     first = {d: 0 for d in load_spec(spec_path).swept}
-    cached = ds.isel(first, run=0, alpha=slice(0, T))
+    cached = ds.isel(dict(first, run=0, alpha=slice(0, T)))
     cut = dict(eg=np.s_[:T], Q=np.s_[:T, :K, :K], R=np.s_[:T, :K, :M], v=np.s_[:T, :K])
     return dict(alpha=np.asarray(alphas),
                 recomputed={k: res[k][0] for k in PREFIX_VARS},
