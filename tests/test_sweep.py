@@ -312,6 +312,9 @@ def test_bad_toml_path_and_colliding_times(tmp_path):
         load_spec(_bad("run", alphas=[0.0, 0.5, 0.3]))
     path = tmp_path / "missing.toml"
     with pytest.raises(FileNotFoundError):
+        load_spec(str(path))
+    path.write_text("[setup]\neta = \n")
+    with pytest.raises(SpecError, match="not valid TOML"):
         load_spec(path)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sweeps import load_spec
+from ..sweeps.store import SpecMismatch
 from ..sweeps.tasks import run_task
 
 __all__ = ["SPECS", "DATA", "names", "load", "check", "recompute_prefix", "StaleCache", "main"]
@@ -162,7 +163,11 @@ def main(argv=None) -> int:
 
             dry_run(spec_path, args.workers or _cpus())
         else:
-            compute(name, executor=args.scheduler, workers=args.workers,
-                    overwrite=args.overwrite)
+            try:
+                compute(name, executor=args.scheduler, workers=args.workers,
+                        overwrite=args.overwrite)
+            except SpecMismatch as e:
+                print(f"{name}: {e}", file=sys.stderr)
+                return 2
             print(f"{name}: wrote {data.relative_to(ROOT)}", file=sys.stderr)
     return 0

@@ -213,11 +213,14 @@ def _read(spec) -> dict:
     if isinstance(spec, Spec):
         return spec.values
     if isinstance(spec, (str, Path)):
-        path = Path(spec)
-        if path.suffix == ".toml" or path.exists():
-            with open(path, "rb") as f:
+        is_text = isinstance(spec, str) and ("\n" in spec or "=" in spec)
+        try:
+            if is_text:
+                return tomllib.loads(spec)
+            with open(spec, "rb") as f:
                 return tomllib.load(f)
-        return tomllib.loads(str(spec))
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"{'spec' if is_text else spec}: not valid TOML: {e}") from None
     if isinstance(spec, dict):
         return spec
     raise TypeError(f"spec must be a path, TOML text or a dict, got {type(spec).__name__}")
