@@ -4,6 +4,7 @@ killed mid-sweep, CLI interruption and --resume, bad specs, storage and provenan
 Everything listens on 127.0.0.1 only; subprocesses are killed in fixtures with bounded waits.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -127,35 +128,42 @@ def _wait_for(predicate, timeout, what):
 def dask_processes(tmp_path):
     """`dask scheduler` + two `dask worker` subprocesses on 127.0.0.1; yields the address."""
     sched_file = tmp_path / "scheduler.json"
-    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    dask = [sys.executable, "-m", "dask"]  # the `dask` command of this interpreter
     procs = [subprocess.Popen(
-        [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+        [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
          "--scheduler-file", str(sched_file)], env=ENV, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)]
     try:
         _wait_for(sched_file.exists, 60, "the dask scheduler")
         for _ in range(2):
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                [*dask, "worker", "--scheduler-file",
                  str(sched_file), "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
                 env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        import json
-
         address = json.loads(sched_file.read_text())["address"]
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=90)
-        yield address
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
             try:
-                p.wait(timeout=20)
+                yield address
+            finally:
+                client.shutdown()  # scheduler and workers exit cleanly
+    finally:
+        _stop(procs)
+
+
+def _stop(procs, timeout=15):
+    """Wait for the processes to exit; SIGTERM, then SIGKILL, the ones that do not."""
+    for signal_them in (lambda p: None, subprocess.Popen.terminate, subprocess.Popen.kill):
+        for p in procs:
+            if p.poll() is None:
+                signal_them(p)
+        for p in procs:
+            try:
+                p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+                pass
 
 
 def test_dask_scheduler_and_workers_bitwise(reference, example, dask_processes):
