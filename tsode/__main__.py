@@ -13,6 +13,7 @@ commands:
   book run [--mode fast|full] [-p NAME VALUE] [CHAPTER ...]   execute chapter notebooks
   book build                                                  build the HTML book
   book list                                                   list the chapters
+  book long [--dry-run | --status] [NAME ...]                 compute the cached long runs
 """
 
 

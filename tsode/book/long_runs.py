@@ -75,7 +75,10 @@ def check(name: str, **expected) -> list[str]:
         elif not _matches(spec.values[key], wanted):
             problems.append(f"{key} = {wanted!r} asked, the spec has {spec.values[key]!r}")
     if not data.exists():
-        return problems + [f"{data.relative_to(ROOT)} does not exist"]
+        parts = data.with_name(data.name + ".parts")
+        done = len(list(parts.glob("*.npz"))) if parts.exists() else 0
+        where = f" ({done} of {len(spec.tasks())} tasks in {parts.name}/)" if done else ""
+        return problems + [f"{data.relative_to(ROOT)} does not exist{where}"]
     attrs = read_netcdf(data).attrs
     if attrs.get("spec_hash") != spec.hash:
         problems.append(f"{data.relative_to(ROOT)} was computed from another spec (hash "
