@@ -33,8 +33,21 @@ def test_cached_files_provenance_and_prefix_bitwise():
         assert (ds.error.values == "").all(), name
         out = long_runs.recompute_prefix(name)
         assert out["alpha"].size >= 10
-        for var, cached in out["cached"].items():
-            assert np.array_equal(out["recomputed"][var], cached), (name, var)
+        assert_prefix_equal(out, name)
+
+
+def assert_prefix_equal(out, name):
+    """Bitwise on the CPU that computed the cache. On another CPU the compiled kernels may
+    fuse or reorder floating-point operations (fastmath contract/reassoc in _sim_kernels), so
+    the last bits may differ: there the prefix (<= 2e4 steps, before any plateau escape) must
+    agree to 1e-9 relative, far above rounding (~1e-13 after 2e4 steps) and far below what any
+    change of seed, settings or dynamics produces (O(1e-2) and more, see the power test)."""
+    for var, cached in out["cached"].items():
+        new = out["recomputed"][var]
+        if out["same_cpu"]:
+            assert np.array_equal(new, cached), (name, var)
+        else:
+            np.testing.assert_allclose(new, cached, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 @pytest.fixture
@@ -81,6 +94,7 @@ def test_loader_refuses_edited_spec_and_missing_cache(tiny):
 def test_prefix_recomputation_matches_and_detects_a_change(tiny):
     out = long_runs.recompute_prefix("tiny", max_steps=1000)
     assert out["alpha"][-1] <= 5.0 and out["alpha"].size >= 5
+    assert out["same_cpu"]
     for var in ("eg", "Q", "R", "v"):
         assert np.array_equal(out["recomputed"][var], out["cached"][var]), var
     # power: the cache of another seed is told apart
@@ -89,4 +103,8 @@ def test_prefix_recomputation_matches_and_detects_a_change(tiny):
                         executor=ThreadPoolExecutor(1))
     T = out["alpha"].size
     assert not np.array_equal(other.eg.values[0, 0, :T], out["recomputed"]["eg"])
+    changed = dict(out, same_cpu=False,
+                   recomputed=dict(out["recomputed"], eg=other.eg.values[0, 0, :T]))
+    with pytest.raises(AssertionError):  # also rejected by the other-CPU tolerance
+        assert_prefix_equal(changed, "tiny")
     assert np.array_equal(ds.eg.values[0, 0, :T], out["recomputed"]["eg"])

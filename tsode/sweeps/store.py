@@ -24,8 +24,8 @@ from .spec import Spec
 __all__ = ["PartStore", "assemble", "write_netcdf", "read_netcdf", "provenance"]
 
 #: Per-task scalar and string results (dims: the swept settings).
-TASK_SCALARS = ("seconds", "host", "error", "init_seed", "sim_seed", "eg_star", "max_re_eig",
-                "fp_converged", "fp_residual")
+TASK_SCALARS = ("seconds", "host", "cpu", "error", "init_seed", "sim_seed", "eg_star",
+                "max_re_eig", "fp_converged", "fp_residual")
 
 
 class SpecMismatch(RuntimeError):
@@ -151,7 +151,7 @@ _VAR_DIMS = dict(
 
 
 def _empty(name, lead, sizes):
-    if name in ("host", "error"):
+    if name in ("host", "cpu", "error"):
         return np.full(lead, "", dtype=object)
     if name in ("init_seed", "sim_seed"):
         return np.full(lead, -1, dtype=np.int64)
@@ -180,7 +180,7 @@ def assemble(spec: Spec, tasks, results, attrs: dict):
                 a = np.asarray(res[n])
                 data[n][t.index + tuple(slice(0, s) for s in a.shape)] = (
                     str(a) if a.dtype.kind == "U" else a)
-    for n in ("host", "error"):  # fixed-width strings, as netCDF reads them back
+    for n in ("host", "cpu", "error"):  # fixed-width strings, as netCDF reads them back
         if n in data:
             data[n] = data[n].astype(str)
     dims = tuple(spec.swept)

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run_task", "limit_threads"]
+__all__ = ["run_task", "limit_threads", "cpu_signature"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMBA_NUM_THREADS")
@@ -24,6 +24,17 @@ def limit_threads() -> None:
     side; ``threads`` in the spec sets the simulator's threads per task)."""
     for var in _THREAD_VARS:
         os.environ.setdefault(var, "1")
+
+
+def cpu_signature() -> str:
+    """LLVM's name of this CPU and a hash of its features, e.g. "znver5+3cc6f2b4a321": the
+    compiled kernels (and so the last bits of a result) can differ between signatures."""
+    import hashlib
+
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features().flatten()
+    return f"{llvm.get_host_cpu_name()}+{hashlib.sha256(features.encode()).hexdigest()[:12]}"
 
 
 def _state0(s: dict, init_seed: int):
@@ -72,7 +83,7 @@ def run_task(payload: dict) -> dict:
     -------
     dict with eg (runs, T), Q (runs, T, K, K), R (runs, T, K, M), v (runs, T, K),
     T_teacher (M, M), v_star (M,), alpha_recorded (T,) (= steps/N for SGD), seconds, host,
-    error ("" or the divergence message; the arrays are NaN then) and, for the fixed_point
+    cpu (:func:`cpu_signature`), error ("" or the divergence message; the arrays are NaN then) and, for the fixed_point
     engine, eg_star, Q_star, R_star, v_fp, max_re_eig, fp_converged, fp_residual.
     """
     from .. import DivergenceError, Setup, integrate, simulate
@@ -102,5 +113,6 @@ def run_task(payload: dict) -> dict:
         out.update(eg=nan((runs, T), np.nan), Q=nan((runs, T, K, K), np.nan),
                    R=nan((runs, T, K, M), np.nan), v=nan((runs, T, K), np.nan),
                    alpha_recorded=alphas, error=str(e))
-    out.update(seconds=time.perf_counter() - t0, host=f"{socket.gethostname()}:{os.getpid()}")
+    out.update(seconds=time.perf_counter() - t0, host=f"{socket.gethostname()}:{os.getpid()}",
+               cpu=cpu_signature())
     return out
