@@ -75,6 +75,21 @@ def _run_all(pending, submit, on_result, bar):
         raise
 
 
+def _execute(pending, executor, workers, on_result, bar) -> str:
+    """Run ``pending`` on the executor; return its description (for the provenance)."""
+    pool, owned, where = _resolve_executor(executor, workers)
+    try:
+        _run_all(pending, pool.submit, on_result, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        if owned is True:
+            pool.shutdown(wait=False, cancel_futures=True)
+        elif owned:
+            owned.close()
+    return where
+
+
 def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overwrite=False,
           progress=None, on_task=None):
     """Run every task of a sweep spec and return the results as an ``xarray.Dataset``.
@@ -112,51 +127,29 @@ def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overw
     t0 = time.perf_counter()
     spec = load_spec(spec)
     tasks = spec.tasks()
-    parts = None
+    results = store.MemoryStore()
     if output is not None:
-        parts = store.PartStore(output, spec)
-        if resume and not overwrite and parts.output.exists() and not parts.dir.exists():
-            ds = store.read_netcdf(parts.output)
+        results = store.PartStore(output, spec)
+        if resume and not overwrite and results.output.exists() and not results.dir.exists():
+            ds = store.read_netcdf(results.output)
             if ds.attrs.get("spec_hash") == spec.hash:
                 return ds
-        parts.prepare(resume, overwrite)
-    results = {}
-    pending = [t for t in tasks if parts is None or not parts.done(t)]
-    skipped = len(tasks) - len(pending)
-    if skipped:
-        print(f"sweep: {skipped} of {len(tasks)} tasks already done, {len(pending)} to run",
-              file=sys.stderr)
+        results.prepare(resume, overwrite)
+    pending = [t for t in tasks if not results.done(t)]
+    if len(pending) < len(tasks):
+        print(f"sweep: {len(tasks) - len(pending)} of {len(tasks)} tasks already done, "
+              f"{len(pending)} to run", file=sys.stderr)
 
     def on_result(task, result):
-        if parts is not None:
-            parts.save(task, result)
-        else:
-            results[task.key] = result
+        results.save(task, result)
         if on_task is not None:
             on_task(task, result)
 
     where = "nothing to run"
     if pending:
-        pool, owned, where = _resolve_executor(executor, workers)
-        bar = _progress(len(tasks), skipped, progress)
-        try:
-            _run_all(pending, pool.submit, on_result, bar)
-        finally:
-            if bar is not None:
-                bar.close()
-            if owned is True:
-                pool.shutdown(wait=False, cancel_futures=True)
-            elif owned:
-                owned.close()
-    if parts is not None:
-        results = {t.key: parts.load(t) for t in tasks}
-    else:
-        for t in tasks:
-            init_seed, sim_seed = t.seeds()
-            results[t.key].update(init_seed=init_seed, sim_seed=sim_seed)
-    ds = store.assemble(spec, tasks, results,
+        bar = _progress(len(tasks), len(tasks) - len(pending), progress)
+        where = _execute(pending, executor, workers, on_result, bar)
+    ds = store.assemble(spec, tasks, {t.key: results.load(t) for t in tasks},
                         store.provenance(spec, time.perf_counter() - t0, where))
-    if parts is not None:
-        store.write_netcdf(ds, parts.output)
-        parts.remove()
+    results.finish(ds)
     return ds

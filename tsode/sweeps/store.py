@@ -21,7 +21,7 @@ import numpy as np
 
 from .spec import Spec
 
-__all__ = ["PartStore", "assemble", "write_netcdf", "read_netcdf", "provenance"]
+__all__ = ["PartStore", "MemoryStore", "assemble", "write_netcdf", "read_netcdf", "provenance"]
 
 #: Per-task scalar and string results (dims: the swept settings).
 TASK_SCALARS = ("seconds", "host", "cpu", "error", "init_seed", "sim_seed", "eg_star",
@@ -89,17 +89,43 @@ class PartStore:
         return self.path(task).exists()
 
     def save(self, task, result: dict) -> None:
-        arrays = {k: np.asarray(v) for k, v in result.items()}
-        seeds = task.seeds()
-        arrays.update(init_seed=np.int64(seeds[0]), sim_seed=np.int64(seeds[1]))
+        arrays = _with_seeds(task, result)
         _atomic(self.path(task), lambda f: np.savez(f, **arrays))
 
     def load(self, task) -> dict:
         with np.load(self.path(task), allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
 
-    def remove(self) -> None:
+    def finish(self, ds) -> None:
+        """Write OUT, then drop the parts."""
+        write_netcdf(ds, self.output)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MemoryStore:
+    """The same interface without an output file (results kept in memory)."""
+
+    def __init__(self):
+        self.results = {}
+
+    def done(self, task) -> bool:
+        return task.key in self.results
+
+    def save(self, task, result: dict) -> None:
+        self.results[task.key] = _with_seeds(task, result)
+
+    def load(self, task) -> dict:
+        return self.results[task.key]
+
+    def finish(self, ds) -> None:
+        pass
+
+
+def _with_seeds(task, result: dict) -> dict:
+    arrays = {k: np.asarray(v) for k, v in result.items()}
+    init_seed, sim_seed = task.seeds()
+    arrays.update(init_seed=np.int64(init_seed), sim_seed=np.int64(sim_seed))
+    return arrays
 
 
 def _git_commit() -> str:
