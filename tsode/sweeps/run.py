@@ -125,6 +125,7 @@ def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overw
     from . import store
 
     t0 = time.perf_counter()
+    commit = store.git_commit()  # the code that runs, even if HEAD moves meanwhile
     spec = load_spec(spec)
     tasks = spec.tasks()
     results = store.MemoryStore()
@@ -150,6 +151,6 @@ def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overw
         bar = _progress(len(tasks), len(tasks) - len(pending), progress)
         where = _execute(pending, executor, workers, on_result, bar)
     ds = store.assemble(spec, tasks, {t.key: results.load(t) for t in tasks},
-                        store.provenance(spec, time.perf_counter() - t0, where))
+                        store.provenance(spec, time.perf_counter() - t0, where, commit))
     results.finish(ds)
     return ds

@@ -128,7 +128,8 @@ def _with_seeds(task, result: dict) -> dict:
     return arrays
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """HEAD of the checkout tsode runs from (+ "-dirty" if tsode/ has changes), or ""."""
     try:
         root = Path(__file__).resolve().parents[2]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -140,8 +141,9 @@ def _git_commit() -> str:
         return ""
 
 
-def provenance(spec: Spec, wall: float, executor: str) -> dict:
-    """Attributes of the netCDF file: spec, hash, versions, commit, host, wall time."""
+def provenance(spec: Spec, wall: float, executor: str, commit: str) -> dict:
+    """Attributes of the netCDF file: spec, hash, versions, commit (``git_commit()`` when the
+    sweep started), host, wall time."""
     from .. import __version__
     import numba
     import scipy
@@ -152,7 +154,7 @@ def provenance(spec: Spec, wall: float, executor: str) -> dict:
         seed_rule="init_seed, sim_seed = SeedSequence(seed, spawn_key=sha256(settings)) "
                   "(tsode.sweeps.spec.Task.seeds); run i of a task uses "
                   "SeedSequence(sim_seed, spawn_key=(i, j)) (tsode.simulate)",
-        tsode_version=__version__, git_commit=_git_commit(),
+        tsode_version=__version__, git_commit=commit,
         versions=f"python {platform.python_version()}, numpy {np.__version__}, "
                  f"scipy {scipy.__version__}, numba {numba.__version__}",
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
