@@ -254,6 +254,17 @@ def test_changed_spec_refused_unless_overwrite(tmp_path):
     assert again.attrs["created"] == second.attrs["created"]
 
 
+def test_output_written_after_a_dask_client_was_default(tmp_path):
+    """A closed Dask client can leave dask's default scheduler set to "dask.distributed";
+    writing and reading the output must not depend on it."""
+    import dask
+
+    spec = "[setup]\neta = 0.5\n[network]\nM = 1\n[run]\nalpha_max = 1.0\n"
+    with dask.config.set(scheduler="dask.distributed"):
+        ds = tsode.sweep(spec, ThreadPoolExecutor(1), tmp_path / "x.nc")
+        assert read_netcdf(tmp_path / "x.nc").eg.shape == ds.eg.shape == (1, 101)
+
+
 def test_netcdf_readable_without_tsode(tmp_path):
     spec = "[setup]\neta = 0.5\n[network]\nM = 2\nK = 2\n[run]\nalpha_max = 1.0\n"
     out = tmp_path / "ode.nc"

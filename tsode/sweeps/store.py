@@ -9,6 +9,7 @@ parts. xarray is imported here, never by ``import tsode``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -223,6 +224,16 @@ def assemble(spec: Spec, tasks, results, attrs: dict):
     return ds
 
 
+def _local_io():
+    """File I/O happens in this process: a Dask client made default earlier (even one closed
+    since) must not be asked to choose xarray's file lock (it raises without an active one)."""
+    try:
+        import dask
+    except ImportError:
+        return contextlib.nullcontext()
+    return dask.config.set(scheduler="synchronous")
+
+
 def write_netcdf(ds, path) -> None:
     """Write atomically (temporary file + rename) with the h5netcdf engine."""
     path = Path(path)
@@ -230,7 +241,8 @@ def write_netcdf(ds, path) -> None:
     try:
         enc = {n: {"zlib": True, "complevel": 4} for n, v in ds.data_vars.items()
                if v.dtype.kind == "f" and v.size > 64}
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
+        with _local_io():
+            ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -241,5 +253,5 @@ def read_netcdf(path):
     """The dataset at ``path``, loaded into memory (file closed)."""
     import xarray as xr
 
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    with _local_io(), xr.open_dataset(path, engine="h5netcdf") as ds:
         return ds.load()
