@@ -37,17 +37,24 @@ def test_cached_files_provenance_and_prefix_bitwise():
 
 
 def assert_prefix_equal(out, name):
-    """Bitwise on the CPU that computed the cache. On another CPU the compiled kernels may
-    fuse or reorder floating-point operations (fastmath contract/reassoc in _sim_kernels), so
-    the last bits may differ: there the prefix (<= 2e4 steps, before any plateau escape) must
-    agree to 1e-9 relative, far above rounding (~1e-13 after 2e4 steps) and far below what any
-    change of seed, settings or dynamics produces (O(1e-2) and more, see the power test)."""
+    """The simulated state (Q, R, v) bitwise on the CPU that computed the cache.
+
+    ε_g is not simulated: it is evaluated from (Q, R, v) by closed forms (½ Σ w_a w_b I2)
+    whose floating-point order may change with any refactoring of the integrals (a sum of
+    O(1) terms cancelling to ε_g ~ 1e-4 loses ~4 of 16 digits): it must agree to 1e-10
+    relative (measured: <= 3e-14 between two versions of the code).
+    On another CPU the compiled kernels may fuse or reorder floating-point operations
+    (fastmath contract/reassoc in _sim_kernels), so the last bits of the state may differ:
+    there the prefix (<= 2e4 steps, before any plateau escape) must agree to 1e-9 relative,
+    far above rounding (~1e-13 after 2e4 steps) and far below what any change of seed,
+    settings or dynamics produces (O(1e-2) and more, see the power test)."""
     for var, cached in out["cached"].items():
         new = out["recomputed"][var]
-        if out["same_cpu"]:
+        if out["same_cpu"] and var != "eg":
             assert np.array_equal(new, cached), (name, var)
         else:
-            np.testing.assert_allclose(new, cached, rtol=1e-9, atol=1e-12, err_msg=name)
+            rtol = 1e-10 if out["same_cpu"] else 1e-9
+            np.testing.assert_allclose(new, cached, rtol=rtol, atol=1e-15, err_msg=name)
 
 
 @pytest.fixture
@@ -103,8 +110,11 @@ def test_prefix_recomputation_matches_and_detects_a_change(tiny):
                         executor=ThreadPoolExecutor(1))
     T = out["alpha"].size
     assert not np.array_equal(other.eg.values[0, 0, :T], out["recomputed"]["eg"])
-    changed = dict(out, same_cpu=False,
-                   recomputed=dict(out["recomputed"], eg=other.eg.values[0, 0, :T]))
-    with pytest.raises(AssertionError):  # also rejected by the other-CPU tolerance
-        assert_prefix_equal(changed, "tiny")
+    replaced = dict(eg=other.eg.values[0, 0, :T], Q=other.Q.values[0, 0, :T, :2, :2])
+    for var, value in replaced.items():
+        for same_cpu in (True, False):  # rejected bitwise and by the tolerances
+            changed = dict(out, same_cpu=same_cpu,
+                           recomputed=dict(out["recomputed"], **{var: value}))
+            with pytest.raises(AssertionError):
+                assert_prefix_equal(changed, "tiny")
     assert np.array_equal(ds.eg.values[0, 0, :T], out["recomputed"]["eg"])

@@ -83,8 +83,8 @@ def check(name: str, **expected) -> list[str]:
     if attrs.get("spec_hash") != spec.hash:
         problems.append(f"{data.relative_to(ROOT)} was computed from another spec (hash "
                         f"{attrs.get('spec_hash')}, {spec_path.name} now has {spec.hash})")
-    for key in ("tsode_version", "git_commit", "created", "seed_rule"):
-        if not attrs.get(key):
+    for key in ("tsode_version", "git_commit", "created", "seed_rule", "versions"):
+        if key not in attrs or (key != "git_commit" and not attrs[key]):  # commit "" = no git
             problems.append(f"{data.relative_to(ROOT)} lacks the provenance attribute {key!r}")
     return problems
 
@@ -112,7 +112,8 @@ def recompute_prefix(name: str, max_steps: float = 2e4) -> dict:
     A run's random streams depend only on the task's settings and the sweep seed (not on
     ``runs`` nor ``alpha_max``) and SGD does not depend on where it is observed, so on a CPU
     with the cache's signature (``same_cpu``: same LLVM CPU name and features, hence the same
-    compiled kernels) this prefix must equal the cache bitwise. Elsewhere fused multiply-adds
+    compiled kernels) the simulated state Q, R, v must equal the cache bitwise (ε_g, evaluated
+    from it by closed forms, to the accuracy of those forms). Elsewhere fused multiply-adds
     and vector widths may change the last bits (the kernels allow contraction and
     reassociation); the default prefix (2·10⁴ steps, α ≤ 20 at N = 1000) stays in the early
     phase, where such differences do not grow beyond ~1e-12.
