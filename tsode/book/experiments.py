@@ -50,7 +50,10 @@ __all__ = [
     "robust_format",
     "spectrum_summary",
     "robust_magnitude",
+    "claimed",
     "perturbed",
+    "ode_variants",
+    "spread",
 ]
 
 MODES = ("fast", "full")
@@ -70,20 +73,25 @@ class Result(SimpleNamespace):
 
     def fmt(self, name: str, *keys, digits: int = 4) -> str:
         """``getattr(self, name)[keys...]`` printed by :func:`robust_format` with its accuracy
-        ``self.accuracy[name][keys...]`` (a scalar accuracy applies to every entry)."""
+        ``self.accuracy[name][keys...]`` (a scalar accuracy applies to every entry);
+        ``digits=0``: sign and order of magnitude only (:func:`robust_magnitude`)."""
         value, acc = getattr(self, name), self.accuracy[name]
         for k in keys:
             value = value[k]
             acc = acc[k] if np.ndim(acc) or isinstance(acc, dict) else acc
+        if digits == 0:
+            return robust_magnitude(float(value), float(acc))
         return robust_format(float(value), float(acc), digits=digits)
 
 
 # ------------------------------------------------------------------------------------------
 # printing numbers with the digits their accuracy supports
 # ------------------------------------------------------------------------------------------
-#: relative perturbation of the initial state, and factor of the solver tolerances, of the
-#: second computation that estimates the accuracy of every printed ODE number
-PERTURBATION, TOL_FACTOR = 1e-12, 0.5
+#: the accuracy of every printed ODE number is its largest change under two recomputations:
+#: from the initial state perturbed at PERTURBATION relative with the solver tolerances times
+#: TOL_FACTOR (round-off and step-size choices: what another CPU changes), and without
+#: perturbation at tolerances times TIGHT (the integration error itself)
+PERTURBATION, TOL_FACTOR, TIGHT = 1e-12, 0.5, 0.01
 #: integrate's default tolerances (the book's integrations use them)
 RTOL, ATOL = 1e-8, 1e-12
 #: a printed digit must be worth SAFETY times the estimated accuracy (the estimate is itself a
@@ -116,6 +124,14 @@ def robust_format(value: float, accuracy: float, *, digits: int = 4) -> str:
         if u >= acc and edge > acc:
             return f"{value:#.{n}g}".replace(".e", "e").rstrip(".")
     return f"~{value:.0e}"  # not even the leading digit is certain: the order of magnitude
+
+
+def claimed(value: float, spec: str) -> float:
+    """``value`` rounded to the precision that the format ``spec`` (".3g", ".2e", ".1%", ",.0f",
+    as in the chapters' {glue:text} roles) prints: a glued number then stores no digit beyond
+    those the text claims, so re-running on another CPU leaves the committed output unchanged."""
+    text = format(float(value), spec).replace(",", "")
+    return float(text[:-1]) / 100 if text.endswith("%") else float(text)
 
 
 def perturbed(state: OrderParameters, rel: float = PERTURBATION, seed: int = 0) -> OrderParameters:
@@ -154,14 +170,31 @@ def robust_magnitude(value: float, accuracy: float) -> str:
     return f"{sign}O(1e{lo:+03d})" if lo == hi else f"{sign}O(1e{lo:+03d}..1e{hi:+03d})"
 
 
-def spectrum_summary(ev, ev_alt, soft_tol: float) -> dict:
-    """Signs, counts and orders of magnitude of a finite-difference spectrum ``ev`` that another
-    evaluation (perturbed state, tighter tolerances) gave as ``ev_alt``: "n_soft" (|Re λ| <
-    soft_tol; "a-b" when eigenvalues lie within SAFETY times their accuracy of the threshold)
-    and "top" (:func:`robust_magnitude` of the largest Re λ). The accuracy of each Re λ is its
-    change, at least 1e-8·max|Re λ| (the finite-difference floor, FixedPoint.zero_tol)."""
-    re, re_alt = np.sort(np.real(ev)), np.sort(np.real(ev_alt))
-    change = np.maximum(np.abs(re - re_alt), 1e-8 * np.abs(re).max())
+def ode_variants(state0: OrderParameters, setup: Setup, tr) -> list:
+    """The integration ``tr`` (from ``state0``, default tolerances) redone at the same output
+    times (a) from ``state0`` perturbed at PERTURBATION relative, tolerances times TOL_FACTOR,
+    (b) from ``state0``, tolerances times TIGHT; see :func:`spread`."""
+    return [ode_variant(state0, setup, tr, TOL_FACTOR, PERTURBATION),
+            ode_variant(state0, setup, tr, TIGHT, 0.0)]
+
+
+def spread(read, base, variants):
+    """max over ``variants`` of |read(variant) - read(base)| (elementwise for arrays): the
+    accuracy of the number(s) ``read`` extracts from a computation."""
+    ref = np.asarray(read(base), dtype=float)
+    return np.max([np.abs(np.asarray(read(v), dtype=float) - ref) for v in variants], axis=0)
+
+
+def spectrum_summary(ev, ev_alts, soft_tol: float) -> dict:
+    """Signs, counts and orders of magnitude of a finite-difference spectrum ``ev`` that other
+    evaluations (perturbed state, other tolerances) gave as ``ev_alts`` (a list): "n_soft"
+    (|Re λ| < soft_tol; "a-b" when eigenvalues lie within SAFETY times their accuracy of the
+    threshold) and "top" (:func:`robust_magnitude` of the largest Re λ). The accuracy of each
+    Re λ is its largest change, at least 1e-8·max|Re λ| (the finite-difference floor,
+    FixedPoint.zero_tol)."""
+    re = np.sort(np.real(ev))
+    change = np.maximum(spread(lambda e: np.sort(np.real(e)), ev, ev_alts),
+                        1e-8 * np.abs(re).max())
     sure = np.abs(np.abs(re) - soft_tol) > SAFETY * change
     lo = int(np.sum(sure & (np.abs(re) < soft_tol)))
     hi = lo + int(np.sum(~sure))
@@ -359,16 +392,15 @@ def ode_vs_sgd(mode: str = "full", activation: str = "erf", seed: int = 0, overr
                         n_runs=s["runs_reduced"], alphas=alphas_sgd),
     }
     aligned = {k: align_units(t, ode.R[-1]) for k, t in sgd.items()}
-    alt = ode_variant(state0, setup, ode)
+    alts = ode_variants(state0, setup, ode)
     res = Result(ode=ode, sgd=sgd, aligned=aligned, N=N, setup=setup, state0=state0, settings=s,
                  alpha_end=amax, eg_ode_end=float(ode.eg[-1]),
                  eg_sgd_end={k: float(np.mean(np.atleast_2d(t.eg)[:, -1])) for k, t in sgd.items()},
-                 accuracy=dict(eg_ode_end=abs(float(alt.eg[-1] - ode.eg[-1]))))
+                 accuracy=dict(eg_ode_end=float(spread(lambda t: t.eg[-1], ode, alts))))
     if activation == "erf":
         res.plateau_alpha, res.plateau = _plateau(ode)
-        a_alt, e_alt = _plateau(alt)
-        res.accuracy.update(plateau=abs(e_alt - res.plateau),
-                            plateau_alpha=abs(a_alt - res.plateau_alpha))
+        res.accuracy.update(plateau=float(spread(lambda t: _plateau(t)[1], ode, alts)),
+                            plateau_alpha=float(spread(lambda t: _plateau(t)[0], ode, alts)))
     return res
 
 
@@ -436,7 +468,7 @@ def fixed_point_accuracy(fp) -> float:
 @functools.lru_cache(maxsize=None)
 def _first_layer_odes(mode: str, act: str, seed: int, ov: tuple = (), variant: bool = False):
     """{L: Trajectory} of the first-layer ODEs; ``variant``: the same redone by
-    :func:`ode_variant` (perturbed initial state, tighter tolerances)."""
+    :func:`ode_variants` (a list of two per L)."""
     s = settings("first_layer", mode, act, ov)
     out = {}
     for L in s.get(f"{act}_ode_L", s["L"]):
@@ -444,7 +476,7 @@ def _first_layer_odes(mode: str, act: str, seed: int, ov: tuple = (), variant: b
         state0 = start(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 20, K))
         setup = Setup(act, eta=s["eta"], sigma=s["sigma"])
         if variant:
-            out[L] = ode_variant(state0, setup, _first_layer_odes(mode, act, seed, ov)[L])
+            out[L] = ode_variants(state0, setup, _first_layer_odes(mode, act, seed, ov)[L])
             continue
         out[L] = integrate(state0, setup, s["alpha_read"],
                            alphas=np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_read"], 250)]))
@@ -452,9 +484,9 @@ def _first_layer_odes(mode: str, act: str, seed: int, ov: tuple = (), variant: b
 
 
 def _end_accuracy(mode, act, seed, ov) -> dict:
-    """{L: |Δε_g| at the end of the first-layer ODE} under :func:`ode_variant`."""
-    base, alt = (_first_layer_odes(mode, act, seed, ov, v) for v in (False, True))
-    return {L: abs(float(alt[L].eg[-1] - base[L].eg[-1])) for L in base}
+    """{L: accuracy (:func:`spread`) of ε_g at the end of the first-layer ODE}."""
+    base, alts = (_first_layer_odes(mode, act, seed, ov, v) for v in (False, True))
+    return {L: float(spread(lambda t: t.eg[-1], base[L], alts[L])) for L in base}
 
 
 @_timed
@@ -577,10 +609,11 @@ def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     from ..asymptotics import erf_symmetric_fixed_point, stability
 
     fp = erf_symmetric_fixed_point(M, K - M, s["eta"], s["sigma"])
-    alt = ode_variant(state0, setup, tr)
+    alts = ode_variants(state0, setup, tr)
     ev_alt, _ = stability(perturbed(fp.state), setup)
     i_pair = int(np.argmax(corr[:, 0] < -0.99)) if pairs and (corr[:, 0] < -0.99).any() else None
     return Result(trajectory=tr, K=K, M=M, eta=s["eta"], sigma=s["sigma"], extra=extra,
+                  state0=state0, setup=setup,
                   extra_norm=np.stack([tr.Q[:, k, k] for k in extra], axis=1) if extra else None,
                   alpha_anti=None if i_pair is None else float(tr.alpha[i_pair]),
                   eg_ansatz=float(fp.eg), ansatz_max_real=fp.max_real,
@@ -589,10 +622,11 @@ def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
                   eg_1e4=float(tr.eg[i4]), eg_end=float(tr.eg[-1]), settings=s,
                   eg_1e4_ratio=float(tr.eg[i4]) / fp.eg,
                   accuracy=dict(
-                      eg_1e4_ratio=float(_ratio_accuracy(tr.eg[i4], abs(alt.eg[i4] - tr.eg[i4]),
+                      eg_1e4_ratio=float(_ratio_accuracy(tr.eg[i4],
+                                                         spread(lambda t: t.eg[i4], tr, alts),
                                                          fp.eg, fixed_point_accuracy(fp))),
                       ansatz_max_real=abs(float(ev_alt.real.max()) - fp.max_real),
-                      end_exponent=abs(_end_exponent(alt) - _end_exponent(tr))))
+                      end_exponent=float(spread(_end_exponent, tr, alts))))
 
 
 def _decade_exponent(tr) -> float:
@@ -636,7 +670,11 @@ def both_layers(mode: str = "full", seed: int = 0, overrides=None,
     res = Result(trajectories={}, sgd={}, K={}, ode={}, ode_at_sgd={}, sgd_mean={}, sgd_err={},
                  fixed_points={}, alpha_read={}, final_v={}, final_exponent={}, settings={},
                  accuracy=dict(ode={}, fixed_points={}, fp_ratio={}, final_exponent={}),
-                 fp_ratio={})
+                 fp_ratio={}, state0={}, setup={},
+                 # significant digits the chapter prints of ode[act]: linear networks at
+                 # alpha = 1e7 drift like alpha^-1/2 and their error is known to ~3e-5 relative
+                 # at the default tolerances (it moves that much between CPUs), hence 2
+                 print_digits=dict(erf=4, relu=4, linear=2))
     for act in activations:
         s = settings("both_layers", mode, act, check_overrides(overrides))
         if act == "relu":
@@ -646,30 +684,31 @@ def both_layers(mode: str = "full", seed: int = 0, overrides=None,
         res.settings[act] = s
         res.K[act] = list(s["K"])
         res.alpha_read[act] = s["alpha_read"]
-        res.trajectories[act], res.sgd[act] = {}, {}
+        res.trajectories[act], res.sgd[act], res.state0[act] = {}, {}, {}
+        res.setup[act] = setup
         alphas = np.unique(np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_read"], 300), [a_sgd]]))
         alphas_sgd = np.concatenate([[0.0], np.geomspace(1.0, a_sgd, s["n_points"])])
         alts = {}
         for K in s["K"]:
             state0 = start(K, M, s["kind"], N=10_000, seed=_seed(seed, 30, K))
             tr = integrate(state0, setup, s["alpha_read"], alphas=alphas)
-            res.trajectories[act][K] = tr
-            alts[K] = ode_variant(state0, setup, tr)
+            res.trajectories[act][K], res.state0[act][K] = tr, state0
+            alts[K] = ode_variants(state0, setup, tr)
             if K in s["sgd_K"]:
                 res.sgd[act][K] = _sim(state0, setup, s["N"], a_sgd, engine="reduced",
                                        seed=_seed(seed, 31, K), n_runs=s["runs"],
                                        alphas=alphas_sgd)
         trs = res.trajectories[act]
         res.ode[act] = np.array([trs[K].eg[-1] for K in s["K"]])
-        res.accuracy["ode"][act] = np.array([abs(alts[K].eg[-1] - trs[K].eg[-1])
+        res.accuracy["ode"][act] = np.array([spread(lambda t: t.eg[-1], trs[K], alts[K])
                                              for K in s["K"]])
         i_sgd = int(np.argmin(np.abs(alphas - a_sgd)))
         res.ode_at_sgd[act] = np.array([trs[K].eg[i_sgd] for K in s["K"]])
         res.final_v[act] = {K: trs[K].v[-1].copy() for K in s["K"]}
         # local exponent d ln eps_g / d ln alpha over the last decade, per K
         res.final_exponent[act] = np.array([_decade_exponent(trs[K]) for K in s["K"]])
-        res.accuracy["final_exponent"][act] = np.abs(
-            np.array([_decade_exponent(alts[K]) for K in s["K"]]) - res.final_exponent[act])
+        res.accuracy["final_exponent"][act] = np.array(
+            [spread(_decade_exponent, trs[K], alts[K]) for K in s["K"]])
         end = {K: np.atleast_2d(t.eg)[:, -1] for K, t in res.sgd[act].items()}
         res.sgd_mean[act] = np.array([end[K].mean() for K in s["sgd_K"]])
         res.sgd_err[act] = np.array([end[K].std(ddof=1) / np.sqrt(end[K].size) for K in s["sgd_K"]])
@@ -699,8 +738,8 @@ def fixed_points(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     ("erf, first layer", ...): ``states`` (OrderParameters), ``eg``, ``converged`` (None when no
     polishing was attempted), ``eigenvalues`` (Jacobian of the drift at the state),
     ``n_unstable``, ``n_soft``, ``descriptions`` (:func:`tsode.asymptotics.describe`), ``alpha``,
-    and, from the same case redone by :func:`ode_variant` (perturbed start, tighter
-    tolerances), ``accuracy["eg"]`` and ``spectrum_text`` (:func:`spectrum_summary`).
+    and, from the same case redone as in :func:`ode_variants`, ``accuracy["eg"]``,
+    ``eigenvalues_alt`` and ``spectrum_text`` (:func:`spectrum_summary`).
     """
     from ..asymptotics import describe
 
@@ -708,11 +747,13 @@ def fixed_points(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     K, M = s["K"], s["M"]
     res = Result(states={}, eg={}, converged={}, eigenvalues={}, soft_tol={}, n_unstable={},
                  n_soft={}, descriptions={}, alpha={}, messages={}, spectrum_of={}, settings=s,
-                 K=K, M=M, spectrum_text={}, accuracy=dict(eg={}))
+                 K=K, M=M, spectrum_text={}, eigenvalues_alt={}, accuracy=dict(eg={}))
     for case in s["cases"]:
         act, layers, alpha = case[0], case[1], case[4]
         name = f"{act}, {layers} layer" + ("s" if layers == "both" else "")
-        c, alt = (_fixed_point_case(case, s, seed, variant) for variant in (False, True))
+        c = _fixed_point_case(case, s, seed)
+        alts = [_fixed_point_case(case, s, seed, TOL_FACTOR, PERTURBATION),
+                _fixed_point_case(case, s, seed, TIGHT, 0.0)]
         ev, soft_tol = np.asarray(c["ev"]), c["soft_tol"]
         res.alpha[name] = alpha
         res.converged[name] = c["converged"]
@@ -721,20 +762,23 @@ def fixed_points(mode: str = "full", seed: int = 0, overrides=None) -> Result:
         res.spectrum_of[name] = c["spectrum_of"]
         res.states[name] = c["state"]
         res.eg[name] = generalisation_error(c["state"], act)
-        res.accuracy["eg"][name] = abs(generalisation_error(alt["state"], act) - res.eg[name])
+        res.accuracy["eg"][name] = float(spread(lambda c: generalisation_error(c["state"], act),
+                                                c, alts))
         res.eigenvalues[name] = ev
         res.soft_tol[name] = float(soft_tol)
         res.n_unstable[name] = int(np.sum(ev.real >= soft_tol))
         res.n_soft[name] = int(np.sum(np.abs(ev.real) < soft_tol))
-        res.spectrum_text[name] = spectrum_summary(ev, alt["ev"], soft_tol)
+        res.eigenvalues_alt[name] = [np.asarray(a["ev"]) for a in alts]
+        res.spectrum_text[name] = spectrum_summary(ev, res.eigenvalues_alt[name], soft_tol)
         res.descriptions[name] = describe(c["state"])
     res.linthresh = 1e-6  # |Re λ| below this is drawn on the linear part of the symlog axis
     return res
 
 
-def _fixed_point_case(case, s, seed, variant: bool) -> dict:
-    """One case of :func:`fixed_points`: integrate (``variant``: from the perturbed start at
-    TOL_FACTOR times the tolerances), polish, and the spectrum (state, ev, soft_tol, ...)."""
+def _fixed_point_case(case, s, seed, tol_factor: float = 1.0, rel: float = 0.0) -> dict:
+    """One case of :func:`fixed_points`: integrate (from the start perturbed at ``rel`` relative,
+    at ``tol_factor`` times the tolerances), polish, and the spectrum (state, ev, soft_tol, ...).
+    """
     from ..asymptotics import erf_symmetric_fixed_point, fixed_point, stability
 
     act, layers, kind, eta, alpha, polish = case
@@ -742,9 +786,9 @@ def _fixed_point_case(case, s, seed, variant: bool) -> dict:
     setup = Setup(act, eta=eta, eta_v=eta if layers == "both" else 0.0, sigma=s["sigma"])
     salt = (20, K) if layers == "first" else (30, K)
     state0 = start(K, M, kind, N=10_000, seed=_seed(seed, *salt))
-    tol = TOL_FACTOR if variant else 1.0
-    tr = integrate(perturbed(state0) if variant else state0, setup, alpha,
-                   alphas=np.array([0.0, alpha]), rtol=tol * RTOL, atol=tol * ATOL)
+    variant = rel > 0
+    tr = integrate(perturbed(state0, rel) if variant else state0, setup, alpha,
+                   alphas=np.array([0.0, alpha]), rtol=tol_factor * RTOL, atol=tol_factor * ATOL)
     out = dict(state=tr.final, converged=None)
     if polish is True:
         fp = fixed_point(tr.final, setup, raise_on_failure=False)
@@ -759,7 +803,7 @@ def _fixed_point_case(case, s, seed, variant: bool) -> dict:
     elif polish == "symmetric":
         fp = erf_symmetric_fixed_point(M, K - M, eta, s["sigma"])
         ev, soft_tol = (fp.eigenvalues, fp.soft_tol) if not variant else \
-            stability(perturbed(fp.state), setup)
+            stability(perturbed(fp.state, rel), setup)
         out.update(ev=ev, soft_tol=soft_tol, spectrum_of="symmetric fixed point",
                    message=f"slow mode: state at alpha = {alpha:g}; spectrum of {fp}")
     else:
