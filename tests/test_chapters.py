@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from tsode.book import experiments as ex
 
@@ -26,23 +27,56 @@ def rounding(value: float, digits: int) -> float:
 # ==========================================================================================
 # chapter 1: the ODEs and their validity
 # ==========================================================================================
+#: more runs than the fast mode's 2 + 8, so that standard errors over runs are meaningful
+CH1_RUNS = {"runs_full": 8, "runs_reduced": 32}
+
+
 @pytest.fixture(scope="module", params=["erf", "relu"])
 def ode_vs_sgd(request):
-    return ex.ode_vs_sgd(FAST, request.param)
+    return ex.ode_vs_sgd(FAST, request.param, overrides=CH1_RUNS)
+
+
+def _sgd_vs_ode_tstats(res, ode_traj, window):
+    """{engine: (|t| of the run means of eg against the ODE at the times in window, the
+    Bonferroni critical value of the two-sided 1 % t-test over all compared times)}."""
+    out = {}
+    for engine, tr in res.sgd.items():
+        eg = np.atleast_2d(tr.eg)
+        ode = np.interp(tr.alpha, ode_traj.alpha, ode_traj.eg)
+        keep = window(tr.alpha)
+        se = eg.std(axis=0, ddof=1) / np.sqrt(eg.shape[0])
+        t = np.abs(eg.mean(axis=0) - ode)[keep] / se[keep]
+        out[engine] = t, stats.t.ppf(1 - 0.005 / (2 * keep.sum()), df=eg.shape[0] - 1)
+    return out
+
+
+def _ch1_window(res):
+    # erf: the plateau and the escape up to alpha = 12, and the end (alpha = 300);
+    # ReLU from the small initialisation: before its escape (alpha <= 1.4), because at N = 500
+    # the escape from the small initialisation happens measurably earlier than in the ODE
+    # (a finite-N shift of the escape time, not a sampling error)
+    if res.setup.activation == "erf":
+        return lambda a: (a > 0) & ((a <= 12.0) | (a == a[-1]))
+    return lambda a: (a > 0) & (a <= 1.4)
 
 
 def test_ch1_sgd_follows_the_ode(ode_vs_sgd):
+    """Run means of eg against the ODE within a Bonferroni t-band (1 %) of their standard
+    errors, for both engines (the O(1/N) bias is far below the standard errors there)."""
     res = ode_vs_sgd
-    for engine, tr in res.sgd.items():
-        ode = np.interp(tr.alpha, res.ode.alpha, res.ode.eg)
-        mean = np.atleast_2d(tr.eg).mean(axis=0)
-        early = tr.alpha <= 12.0  # before the end of the plateau (escape times fluctuate at finite N)
-        # finite-N deviations: fluctuations ~ N^-1/2 per run (~4.5 % at N = 500) averaged over
-        # the runs, plus an O(1/N) bias; 10 % is ~3 standard errors of the worst case measured
-        np.testing.assert_allclose(mean[early], ode[early], rtol=0.10, err_msg=engine)
-        # after the escape both sit at the noise floor of the ODE; the full engine has only a
-        # few runs and the escape time varies, hence the wide band
-        np.testing.assert_allclose(mean[-1], ode[-1], rtol=0.3, err_msg=engine)
+    for engine, (t, crit) in _sgd_vs_ode_tstats(res, res.ode, _ch1_window(res)).items():
+        assert np.all(t < crit), (engine, t.max(), crit)
+
+
+def test_ch1_sgd_check_rejects_a_wrong_ode(ode_vs_sgd):
+    """Power: the same t-band rejects the ODE of a learning rate 10 % off."""
+    import dataclasses
+
+    res = ode_vs_sgd
+    wrong = dataclasses.replace(res.setup, eta=1.1 * res.setup.eta)
+    ode = ex.integrate(res.state0, wrong, res.alpha_end, alphas=res.ode.alpha)
+    for engine, (t, crit) in _sgd_vs_ode_tstats(res, ode, _ch1_window(res)).items():
+        assert t.max() > crit, (engine, t.max(), crit)
 
 
 def test_ch1_engines_start_where_the_ode_starts(ode_vs_sgd):
