@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tsode.book import accuracy
 from tsode.book import experiments as ex
 
 FAST = "fast"
@@ -381,7 +382,7 @@ def test_printed_form_is_far_from_every_formatting_boundary(checked_results):
         for name, keys, value, acc in _checked(res):
             text = _printed(res, name, keys, value, acc)
             forms = {_printed(res, name, keys, value + d, acc)
-                     for d in np.linspace(-1, 1, 21) * ex.SAFETY * acc}
+                     for d in np.linspace(-1, 1, 21) * accuracy.SAFETY * acc}
             forms |= {_printed(res, name, keys, value, a) for a in (acc / 3, 3 * acc)}
             if forms != {text}:
                 bad.append((name, keys, value, acc, sorted(forms)))
@@ -428,14 +429,14 @@ def test_long_time_numbers_are_converged(both_layers, fixed_points):
     for act in ("erf", "linear", "relu"):
         for i, K in enumerate(res.K[act]):
             tr = res.trajectories[act][K]
-            tight = ex.ode_variant(res.state0[act][K], res.setup[act], tr, tol_factor=0.01, rel=0.0)
+            tight = accuracy.ode_variant(res.state0[act][K], res.setup[act], tr, tol_factor=0.01, rel=0.0)
             for name, value, new in [("ode", tr.eg[-1], tight.eg[-1]),
                                      ("final_exponent", res.final_exponent[act][i],
                                       ex._decade_exponent(tight))]:
                 unit = _printed_unit(res.fmt(name, act, i))
                 assert abs(new - value) < unit / 2, (act, K, name, value, new)
     slow = ex.slow_mode(FAST)
-    tight = ex.ode_variant(slow.state0, slow.setup, slow.trajectory, tol_factor=0.01, rel=0.0)
+    tight = accuracy.ode_variant(slow.state0, slow.setup, slow.trajectory, tol_factor=0.01, rel=0.0)
     assert abs(ex._end_exponent(tight) - slow.end_exponent) < _printed_unit(slow.fmt("end_exponent")) / 2
     assert abs(tight.eg[-1] - slow.eg_end) < 0.5e-4 * slow.eg_end  # printed as a ratio, 2 digits
     case = next(c for c in fixed_points.settings["cases"] if c[:2] == ("erf", "both"))
@@ -451,5 +452,5 @@ def test_glued_exponents_are_far_from_their_rounding_edges(both_layers):
     for act, spec in (("relu", ".2f"), ("linear", ".3f")):
         value = float(both_layers.final_exponent[act].mean())
         acc = float(both_layers.accuracy["final_exponent"][act].max())
-        for d in np.linspace(-1, 1, 21) * ex.SAFETY * acc:
+        for d in np.linspace(-1, 1, 21) * accuracy.SAFETY * acc:
             assert ex.claimed(value + d, spec) == ex.claimed(value, spec), (act, value, acc)
