@@ -393,7 +393,8 @@ def test_robust_format_drops_digits_the_accuracy_does_not_support():
     # the chapter 2 eigenvalue: 7.0768e-05 on one CPU, >= 7.0775e-05 on another
     assert ex.robust_format(7.0768e-05, 1e-12) == "7.077e-05"
     assert ex.robust_format(7.0775e-05, 1e-12) == "7.08e-05"  # on a rounding edge
-    assert ex.robust_format(7.0768e-05, 1e-9) == "7.1e-05"
+    assert ex.robust_format(7.0768e-05, 1e-9) == "7.08e-05"
+    assert ex.robust_format(7.0768e-05, 1e-8) == "7.1e-05"
     assert ex.robust_format(1.0000000003, 1e-9) == "1.000"
     assert ex.robust_format(3e-13, 1e-13) == "0 (to rounding)"
     assert ex.robust_format(0.9999, 0.06) == "~1e+00"
