@@ -253,8 +253,7 @@ _SIG = "(n,n),(p,m),()->(p)"
 _TYPES = ["void(float64[:, :], int64[:, :], int64, float64[:])"]
 
 
-@guvectorize(_TYPES, _SIG, cache=True)
-def _I2_indexed(C, idx, code, out):
+def _I2_loop(C, idx, code, out):
     for p in range(idx.shape[0]):
         a, b = idx[p, 0], idx[p, 1]
         if code == _ERF:
@@ -265,8 +264,7 @@ def _I2_indexed(C, idx, code, out):
             out[p] = _linear_I2(C, a, b)
 
 
-@guvectorize(_TYPES, _SIG, cache=True)
-def _I3_indexed(C, idx, code, out):
+def _I3_loop(C, idx, code, out):
     for p in range(idx.shape[0]):
         a, b, c = idx[p, 0], idx[p, 1], idx[p, 2]
         if code == _ERF:
@@ -277,8 +275,7 @@ def _I3_indexed(C, idx, code, out):
             out[p] = _linear_I3(C, a, b, c)
 
 
-@guvectorize(_TYPES, _SIG, cache=True)
-def _I4_indexed(C, idx, code, out):
+def _I4_loop(C, idx, code, out):
     for p in range(idx.shape[0]):
         a, b, c, d = idx[p, 0], idx[p, 1], idx[p, 2], idx[p, 3]
         if code == _ERF:
@@ -287,8 +284,7 @@ def _I4_indexed(C, idx, code, out):
             out[p] = _linear_I4(C, a, b, c, d)
 
 
-@guvectorize(_TYPES, _SIG, cache=True)
-def _J2_indexed(C, idx, code, out):
+def _J2_loop(C, idx, code, out):
     for p in range(idx.shape[0]):
         a, b = idx[p, 0], idx[p, 1]
         if code == _ERF:
@@ -299,22 +295,39 @@ def _J2_indexed(C, idx, code, out):
             out[p] = _linear_J2(C, a, b)
 
 
-def _bind(gufunc, code):
-    """The indexed kernel ``(C, idx) -> (..., P)`` of one activation."""
+_LOOPS = {"I2": _I2_loop, "I3": _I3_loop, "I4": _I4_loop, "J2": _J2_loop}
+
+
+#: The gufuncs built so far, by integral name.
+BUILT: dict = {}
+
+
+def indexed_gufunc(which: str):
+    """The compiled gufunc ``(C, idx, code) -> (..., P)`` of integral ``which`` ("I2", "I3",
+    "I4", "J2"), built on first use and cached on disk by numba (``cache=True``): importing
+    tsode compiles (or loads) nothing, and a run compiles only the integrals it calls."""
+    fn = BUILT.get(which)
+    if fn is None:
+        fn = BUILT[which] = guvectorize(_TYPES, _SIG, cache=True)(_LOOPS[which])
+    return fn
+
+
+def _bind(which, code):
+    """The indexed kernel ``(C, idx) -> (..., P)`` of one integral and activation."""
 
     def kernel(C, idx):
-        return gufunc(C, idx, code)
+        return indexed_gufunc(which)(C, idx, code)
 
-    kernel.__name__ = gufunc.__name__
+    kernel.__name__ = f"{which}_indexed"
     return kernel
 
 
 def _kernels(code) -> dict:
     return {
-        "I2": _bind(_I2_indexed, code),
-        "I3": _bind(_I3_indexed, code),
-        "I4": relu_I4_indexed if code == _RELU else _bind(_I4_indexed, code),
-        "J2": _bind(_J2_indexed, code),
+        "I2": _bind("I2", code),
+        "I3": _bind("I3", code),
+        "I4": relu_I4_indexed if code == _RELU else _bind("I4", code),
+        "J2": _bind("J2", code),
     }
 
 
