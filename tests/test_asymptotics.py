@@ -185,7 +185,7 @@ def test_ansatz_L2_is_a_slow_saddle_with_the_measured_escape_rate():
     # the rest of the spectrum is negative and much faster
     assert np.all(fp.eigenvalues.real[fp.eigenvalues.real < -fp.soft_tol] < -1e-3)
     setup = fp.setup
-    f = Drift(fp.state.K, M, setup, fp.state.T, fp.state.v_star, fp.state.v)
+    f = Drift.from_state(fp.state, setup)
     y_star = f.pack(np.asarray(fp.state.Q), np.asarray(fp.state.R), np.asarray(fp.state.v))
     w, V = np.linalg.eig(f.jacobian(0.0, y_star))
     u = np.real(V[:, np.argmax(w.real)])

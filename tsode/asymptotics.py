@@ -695,8 +695,9 @@ def erf_symmetric_fixed_point(
     labQ, labR = _ansatz_classes(M, L, bool(coincident_extras))
     used = np.unique(np.concatenate([labQ.ravel(), labR.ravel()]))
     names = [ANSATZ_PARAMETERS[c] for c in used]
-    T = np.eye(M)
-    f = Drift(K, M, setup, T, np.ones(M), np.ones(K))
+    # v = v* = 1, T = I; Q and R are the unknowns
+    blank = OrderParameters(np.zeros((K, K)), np.zeros((K, M)), np.eye(M), np.ones(K), np.ones(M))
+    f = Drift.from_state(blank, setup)
     red = _Reduction(f, labQ, labR)
 
     start = {"Q_spec": 1.0, "R_diag": 1.0, "Q_extra": eta * sigma**2 / (2 * max(L, 1))}
@@ -725,9 +726,8 @@ def erf_symmetric_fixed_point(
     params = dict(zip(names, map(float, p)))
     if coincident_extras and L >= 2:
         params["Q_extra_cross"] = params["Q_extra"]
-    guess_state = OrderParameters(Q=Q, R=R, T=T, v=np.ones(K), v_star=np.ones(M))
     return _result(
-        f, y, guess_state, setup, full_res, ok, "symmetric ansatz: " + message, n_iter,
+        f, y, blank.replace(Q=Q, R=R), setup, full_res, ok, "symmetric ansatz: " + message, n_iter,
         soft_tol, soft_rtol, 1e-7, parameters=params,
     )
 
