@@ -50,10 +50,12 @@ def test_import_compiles_no_kernel_and_a_call_only_what_it_uses(tmp_path):
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["after_import"] == [], f"compiled at import: {r['after_import']}"
     assert r["built_at_import"] == []
-    # one erf I2 call builds exactly the I2 gufunc and compiles only its callees: nothing of
-    # I3/I4/J2, the ReLU I4 quadrature, the simulators' step loops or the elementwise g
-    assert r["built_after_I2"] == ["I2"]
-    i2_callees = {"_erf_I2", "_relu_I2", "_linear_I2", "_asin", "_corr"}
+    # one erf I2 call builds exactly the two-point gufunc (I2 and J2) and compiles only its
+    # callees: nothing of I3/I4, the ReLU I4 quadrature, the simulators' step loops or the
+    # elementwise g
+    assert r["built_after_I2"] == ["pair"]
+    i2_callees = {f"_{act}_{f}" for act in ("erf", "relu", "linear") for f in ("I2", "J2")}
+    i2_callees |= {"_asin", "_corr", "_orthant2"}
     assert r["after_I2"] and {n.split(".")[-1] for n in r["after_I2"]} <= i2_callees, r["after_I2"]
     assert {p.suffix for p in tmp_path.rglob("*.nb*")} == {".nbi", ".nbc"}  # cached on disk
 
