@@ -3,7 +3,8 @@ pattern).
 
 .. math::
 
-    I_4(i, k, a, b) = \mathbb{E}\,[\theta(u_i)\,\theta(u_k)\,\mathrm{relu}(u_a)\,\mathrm{relu}(u_b)],
+    I_4(i, k, a, b) = \mathbb{E}\,[\theta(u_i)\,\theta(u_k)\,
+                      \mathrm{relu}(u_a)\,\mathrm{relu}(u_b)],
     \qquad u \sim \mathcal{N}(0, C),
 
 with :math:`\theta` the Heaviside step (:math:`\theta(0) = 0`).

@@ -7,9 +7,10 @@ r"""Exact four-point Gaussian integral of the ReLU ODEs: the quadrature.
 
 with :math:`\theta` the Heaviside step (:math:`\theta(0) = 0`). No closed form is known; this
 module reduces it to a one-dimensional integral of a closed-form integrand, evaluated by a
-compiled (numba) adaptive Gauss–Kronrod rule, for any number of leading batch axes (:func:`relu_I4`). The ODEs call it through the
-indexed kernel of :mod:`tsode._relu_i4`, which uses closed forms for repeated indices and
-this quadrature (``_wedge_integral``) for all-distinct ones.
+compiled (numba) adaptive Gauss–Kronrod rule, for any number of leading batch axes
+(:func:`relu_I4`). The ODEs call it through the indexed kernel of :mod:`tsode._relu_i4`, which
+uses closed forms for repeated indices and this quadrature (``_wedge_integral``) for
+all-distinct ones.
 
 Method
 ------
