@@ -6,12 +6,15 @@ fixed points are dashed or dotted lines, axes carry the paper's symbols (:math:`
 :math:`\epsilon_g`, :math:`Q`, :math:`R`, ...), and log scales are used where the physics is
 multiplicative (time, errors).
 
-Importing this module applies the style (:func:`use_style`). Inside IPython/Jupyter it also makes
-inline PNG figures byte-reproducible: no ``Software: Matplotlib version ...`` text chunk is written,
-so re-executing a notebook with another matplotlib patch release does not change its bytes.
+The style is applied explicitly: notebooks call :func:`use_style` once (importing this module
+changes no global state). Figures are designed for the book's column (:data:`COLUMN_IN` inches at
+:data:`DPI`, at most two panels per row, no text below :data:`MIN_FONT_PT`), with legends outside
+the data.
 
 Every ``fig_*`` function takes the result of the matching :mod:`tsode.book.experiments` function and
-returns a :class:`matplotlib.figure.Figure`; the notebooks then call ``plt.show()``.
+returns a :class:`matplotlib.figure.Figure`; the notebooks then call :func:`show`, which displays a
+byte-reproducible PNG (no ``Software`` chunk; a ``tsode:min-font-px`` chunk with the smallest text
+height in image pixels, read by the browser test) and a link to download the plotted data as CSV.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
+from .export import figure_csv, min_font_px, show
+
 __all__ = [
     "COLORS",
     "ACT_COLORS",
     "use_style",
+    "show",
+    "figure_csv",
+    "min_font_px",
     "label",
     "ode_line",
     "sgd_points",
@@ -57,15 +65,24 @@ SYMBOLS = {
     "N": r"input dimension $N$",
 }
 
+#: Width of the book's main column in inches at DPI (≈ 690 CSS px at a 1280 px window).
+COLUMN_IN = 6.6
+#: Resolution of the PNGs (1 image px = 1 CSS px when shown at natural size).
+DPI = 100
+#: The smallest font size used in a figure, in points (8 pt = 11 px at DPI 100).
+MIN_FONT_PT = 8.5
+
 _STYLE = {
-    "figure.dpi": 100,
-    "savefig.dpi": 100,
-    "figure.figsize": (6.4, 4.0),
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "figure.figsize": (COLUMN_IN, 4.0),
     "figure.constrained_layout.use": True,
     "font.size": 10.5,
     "axes.titlesize": 11,
     "axes.labelsize": 10.5,
-    "legend.fontsize": 9,
+    "xtick.labelsize": 9.5,
+    "ytick.labelsize": 9.5,
+    "legend.fontsize": 9.5,
     "legend.frameon": False,
     "axes.grid": True,
     "grid.alpha": 0.25,
@@ -98,8 +115,6 @@ def use_style() -> None:
 
         set_matplotlib_formats("png", bbox_inches="tight", metadata={"Software": None})
 
-
-use_style()
 
 
 # ------------------------------------------------------------------------------------------
@@ -144,21 +159,28 @@ def reference_line(ax, x, y, label=None, color="0.35", ls="--", **kw):
     return ax.plot(x, y, ls=ls, color=color, label=label, **kw)[0]
 
 
-def heatmap(ax, A, *, vmax=None, title=None, xlabel=None, ylabel=None, annotate=True, fmt="{:.2f}"):
-    """A signed matrix as a heat map centred on zero (blue negative, red positive)."""
+def _short(a: float) -> str:
+    """A matrix entry in at most four characters: 0.37 -> '.37', -0.37 -> '-.37', 1.01 -> '1.01'."""
+    text = f"{a:.2f}"
+    return text.replace("0.", ".", 1) if abs(a) < 0.995 else text
+
+
+def heatmap(ax, A, *, vmax=None, title=None, xlabel=None, ylabel=None, annotate=True, fmt=_short):
+    """A signed matrix as a heat map centred on zero (blue negative, red positive); rows and
+    columns are labelled from 1."""
     A = np.atleast_2d(np.asarray(A, dtype=float))
     vmax = float(np.abs(A).max()) if vmax is None else float(vmax)
     vmax = vmax if vmax > 0 else 1.0
     im = ax.imshow(A, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -vmax, vmax), aspect="equal")
-    ax.set_xticks(range(A.shape[1]))
-    ax.set_yticks(range(A.shape[0]))
-    ax.tick_params(length=0, labelsize=8)
+    ax.set_xticks(range(A.shape[1]), [str(j + 1) for j in range(A.shape[1])])
+    ax.set_yticks(range(A.shape[0]), [str(i + 1) for i in range(A.shape[0])])
+    ax.tick_params(length=0, labelsize=MIN_FONT_PT)
     ax.grid(False)
     for s in ax.spines.values():
         s.set_visible(False)
     if annotate and A.size <= 64:
         for (i, j), a in np.ndenumerate(A):
-            ax.text(j, i, fmt.format(a), ha="center", va="center", fontsize=7,
+            ax.text(j, i, fmt(a), ha="center", va="center", fontsize=MIN_FONT_PT,
                     color="white" if abs(a) > 0.6 * vmax else "black")
     if title:
         ax.set_title(title, fontsize=10)
@@ -195,15 +217,62 @@ def _sgd_stats(x, sem=False):
 
 
 # ------------------------------------------------------------------------------------------
+# layout helpers
+# ------------------------------------------------------------------------------------------
+#: Line styles that keep coinciding curves visible (a dashed curve over a solid one).
+LINESTYLES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2))]
+#: Legend title of panels where curves may coincide.
+COINCIDE = "equal curves coincide: dashed over solid"
+
+
+def legend_below(ax, ncol=1, handles=None, **kw):
+    """A legend under the axes (below its x label): never on the data."""
+    from matplotlib.transforms import ScaledTranslation
+
+    shift = ScaledTranslation(0, -0.5, ax.figure.dpi_scale_trans)
+    kw.setdefault("loc", "upper center")
+    if handles is not None:
+        kw["handles"] = handles
+    return ax.legend(bbox_to_anchor=(0.5, 0.0), bbox_transform=ax.transAxes + shift, ncol=ncol,
+                     **kw)
+
+
+def panels(n: int, row_height: float = 3.6):
+    """A figure of the column's width with ``n`` panels, at most two per row; the unused cell of
+    an odd ``n`` is returned as ``spare`` (turned off; use it for a shared legend)."""
+    rows = (n + 1) // 2 if n > 1 else 1
+    cols = 2 if n > 1 else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(COLUMN_IN, row_height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    spare = flat[n] if len(flat) > n else None
+    if spare is not None:
+        spare.axis("off")
+    return fig, flat[:n], spare
+
+
+def proxy(label, color="k", ls="none", marker=None, **kw):
+    """A legend entry for a style (e.g. "markers: SGD") without data."""
+    from matplotlib.lines import Line2D
+
+    kw.setdefault("mfc", "white" if marker else None)
+    return Line2D([], [], color=color, ls=ls, marker=marker, label=label, **kw)
+
+
+def _entries(ax):
+    h, labels = ax.get_legend_handles_labels()
+    return dict(zip(labels, h))
+
+
+# ------------------------------------------------------------------------------------------
 # chapter 1
 # ------------------------------------------------------------------------------------------
 def fig_ode_vs_sgd(res):
     """ε_g(α) and the overlaps from the ODE (lines) against full and reduced SGD (markers).
 
     SGD markers: mean over runs ± standard error of the mean; in panel (b) the student units of
-    every run are first relabelled to match the ODE's final specialisation.
-    """
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    every run are first relabelled to match the ODE's final specialisation. Curves R_kn of equal
+    value are drawn with different dash patterns (a dashed curve over a solid one)."""
+    fig, (a, b), _ = panels(2, 4.6)
     ode, sims = res.ode, res.sgd
     ode_line(a, ode.alpha[1:], _positive(ode.eg[1:]), "ODE ($N\\to\\infty$)", "k")
     markers = {"full": "o", "reduced": "s"}
@@ -212,28 +281,31 @@ def fig_ode_vs_sgd(res):
         m, s = _sgd_stats(tr.eg, sem=True)
         runs = np.atleast_2d(tr.eg).shape[0]
         sgd_points(a, tr.alpha[1:], m[1:], None if s is None else s[1:],
-                   f"SGD, {name} engine ($N={res.N}$, {runs} runs)", colors[name], markers[name])
+                   f"SGD, {name} ($N={res.N}$, {runs} runs)", colors[name], markers[name])
     label(a, "alpha", "eg", logx=True, logy=True, title="(a) generalisation error")
-    a.legend(loc="lower left")
+    legend_below(a)
     K, M = ode.R.shape[1:]
     al = res.aligned["reduced"]
     t = sims["reduced"].alpha
     for k in range(K):
         for n in range(M):
-            c = COLORS[(k * M + n) % len(COLORS)]
-            ode_line(b, ode.alpha, ode.R[:, k, n], f"$R_{{{k + 1}{n + 1}}}$", c)
+            j = k * M + n
+            c = COLORS[j % len(COLORS)]
+            ode_line(b, ode.alpha, ode.R[:, k, n], f"$R_{{{k + 1}{n + 1}}}$", c,
+                     ls=LINESTYLES[j % len(LINESTYLES)])
             m, s = _sgd_stats(al["R"][:, :, k, n], sem=True)
             sgd_points(b, t[1:], m[1:], None if s is None else s[1:], None, c, "s", ms=4)
     for k in range(K):
         ode_line(b, ode.alpha, ode.Q[:, k, k], "$Q_{kk}$" if k == 0 else None, "0.45", ls=":")
-    label(b, "alpha", "overlaps", logx=True, title="(b) order parameters (reduced SGD markers)")
-    b.legend(loc="upper left", ncol=2)
+    label(b, "alpha", "overlaps", logx=True, title="(b) order parameters")
+    legend_below(b, ncol=2, title=COINCIDE, handles=[*_entries(b).values(),
+                                                     proxy("reduced SGD", "0.3", marker="s")])
     return fig
 
 
 def fig_convergence(res):
     """sup_α |ε_g^SGD − ε_g^ODE| against N with the fitted power law and the N^(-1/2) rate."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN * 0.75, 4.0))
     N = np.asarray(res.N, dtype=float)
     sgd_points(ax, N, res.dev_mean, res.dev_err, "reduced SGD (mean ± s.e.)", COLORS[0], "s")
     Ns = np.geomspace(N.min() / 1.5, N.max() * 1.5, 50)
@@ -241,9 +313,9 @@ def fig_convergence(res):
              f"fit: slope {res.slope:.2f}", COLORS[0], lw=1.2)
     ref = res.dev_mean[0] * (Ns / N[0]) ** -0.5
     reference_line(ax, Ns, ref, r"$\propto N^{-1/2}$ (theorem)")
-    label(ax, "N", r"$\langle \sup_\alpha |\epsilon_g^{\rm SGD} - \epsilon_g^{\rm ODE}| \rangle$",
+    label(ax, "N", r"$\sup_\alpha |\epsilon_g^{\rm SGD} - \epsilon_g^{\rm ODE}|$",
           logx=True, logy=True)
-    ax.legend()
+    legend_below(ax)
     return fig
 
 
@@ -252,7 +324,7 @@ def fig_convergence(res):
 # ------------------------------------------------------------------------------------------
 def fig_first_layer_curves(res):
     """ε_g(α) for K = M ... M+L (ODE lines) with the fixed-point values (dotted)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 4.4))
     for i, (L, tr) in enumerate(res.trajectories.items()):
         c = COLORS[i % len(COLORS)]
         ode_line(ax, tr.alpha[1:], _positive(tr.eg[1:]), f"$L={L}$ ($K={res.M + L}$)", c)
@@ -260,79 +332,76 @@ def fig_first_layer_curves(res):
             ax.axhline(res.eg_ansatz[L], color=c, ls=":", lw=1)
     label(ax, "alpha", "eg", logx=True, logy=True,
           title=f"erf, first layer only, $M={res.M}$, $\\eta={res.eta:g}$, $\\sigma={res.sigma:g}$")
-    ax.legend(ncol=2)
+    legend_below(ax, ncol=3, handles=[*_entries(ax).values(),
+                                      proxy("dotted: symmetric fixed point", "0.3", ls=":")])
     return fig
 
 
 def fig_first_layer_final(res):
-    """ε_g* against L for erf, linear and ReLU (three panels)."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    a, b, c = axes
+    """ε_g* against L for erf, linear and ReLU (three panels, two per row)."""
+    fig, (a, b, c), _ = panels(3, 3.5)
     L = np.asarray(res.L)
-    # erf
     e = res.erf
     ode_line(a, L, e["ode"], f"ODE at $\\alpha={_sci(e['alpha'])}$", ACT_COLORS["erf"], marker="o")
     if e.get("ansatz") is not None:
         reference_line(a, L, e["ansatz"], "symmetric fixed point (exact)", "k", ls="--")
     reference_line(a, L, e["leading"], r"$\frac{\eta\sigma^2}{2\pi}(L + M/\sqrt{3})$", "0.5", ls=":")
-    for ax in axes:
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     label(a, "L", "eg_star", title=f"(a) erf ($\\eta={res.eta:g}$)")
-    a.legend()
-    # linear
     li = res.linear
     ode_line(b, L, li["ode"], f"ODE at $\\alpha={_sci(li['alpha'])}$", ACT_COLORS["linear"], marker="o")
     reference_line(b, L, li["exact"], r"$\eta\sigma^2 K / (2(2-\eta K))$", "k")
     label(b, "L", "eg_star", title=f"(b) linear ($\\eta={res.eta:g}$)")
-    b.legend()
-    # relu
     r = res.relu
     ode_line(c, r["ode_L"], r["ode"], f"ODE at $\\alpha={_sci(r['alpha'])}$", ACT_COLORS["relu"],
              marker="o")
     sgd_points(c, L, r["sgd_mean"], r["sgd_err"],
                f"SGD ($N={r['N']}$, {r['runs']} runs, $\\alpha\\approx{_sci(r['sgd_alpha'])}$)",
                "k", "s")
-    c.legend()
     label(c, "L", "eg_star", title=f"(c) ReLU ($\\eta={r['eta']:g}$)")
-    for ax in axes:
+    for ax in (a, b, c):
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
         ax.set_xticks(L)
         ax.set_ylim(bottom=0)
+        legend_below(ax)
     return fig
 
 
 def fig_collapse(res):
     """ε_g*/(ησ²) against L for several (η, σ): the curves collapse."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 4.4))
     markers = "osD^v<>"
     for i, ((eta, sigma), y) in enumerate(res.ratio.items()):
-        ax.plot(res.L, y, marker=markers[i % len(markers)], ls="-", lw=1, mfc="white",
-                color=COLORS[i % len(COLORS)], label=f"$\\eta={eta:g}$, $\\sigma={sigma:g}$")
+        ax.plot(res.L, y, marker=markers[i % len(markers)], ls=LINESTYLES[i % len(LINESTYLES)],
+                lw=1, mfc="white", color=COLORS[i % len(COLORS)],
+                label=f"$\\eta={eta:g}$, $\\sigma={sigma:g}$")
     reference_line(ax, res.L, res.leading, r"$(L + M/\sqrt{3})/2\pi$ (leading order)", "k")
     label(ax, "L", r"$\epsilon_g^* / (\eta\sigma^2)$")
     ax.set_xticks(res.L)
-    ax.legend()
+    legend_below(ax, ncol=3)
     return fig
 
 
 def fig_slow_mode(res):
-    """Long integration for L >= 2: ε_g, the correlation and the norms of the extra units."""
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.6))
+    """Long integration for L >= 2: ε_g, the correlation and the norms of the extra units
+    (three panels, two per row; equal curves get different dash patterns)."""
+    fig, (a, b, c), _ = panels(3, 3.5)
     tr = res.trajectory
-    ode_line(a, tr.alpha[1:], _positive(tr.eg[1:]), "ODE from random initialisation", COLORS[0])
+    ode_line(a, tr.alpha[1:], _positive(tr.eg[1:]), "ODE, random initialisation", COLORS[0])
     a.axhline(res.eg_ansatz, color="k", ls="--", lw=1.2, label="symmetric fixed point")
     label(a, "alpha", "eg", logx=True, logy=True, title=f"(a) erf, $K={res.K}$, $M={res.M}$")
-    a.legend(loc="upper right")
     for j, (k, l) in enumerate(res.extra_pairs):
-        ode_line(b, tr.alpha, res.extra_corr[:, j], f"units {k + 1}, {l + 1}", COLORS[(j + 1) % 8])
-    label(b, "alpha", r"$Q_{kl}/\sqrt{Q_{kk}Q_{ll}}$", logx=True,
-          title="(b) correlation of the extra units")
+        ode_line(b, tr.alpha, res.extra_corr[:, j], f"units {k + 1}, {l + 1}", COLORS[(j + 1) % 8],
+                 ls=LINESTYLES[j % len(LINESTYLES)])
+    label(b, "alpha", r"$Q_{kl}/\sqrt{Q_{kk}Q_{ll}}$", logx=True, title="(b) extra units' correlation")
     b.set_ylim(-1.05, 1.05)
-    b.legend()
     for j, k in enumerate(res.extra):
-        ode_line(c, tr.alpha[1:], res.extra_norm[1:, j], f"$Q_{{{k + 1}{k + 1}}}$", COLORS[(j + 1) % 8])
-    label(c, "alpha", r"norm$^2$ $Q_{kk}$ of the extra units", logx=True, logy=True,
+        ode_line(c, tr.alpha[1:], res.extra_norm[1:, j], f"$Q_{{{k + 1}{k + 1}}}$", COLORS[(j + 1) % 8],
+                 ls=LINESTYLES[j % len(LINESTYLES)])
+    label(c, "alpha", r"$Q_{kk}$ (extra units)", logx=True, logy=True,
           title="(c) the anti-aligned pair grows")
-    c.legend()
+    legend_below(a)
+    legend_below(b, title=COINCIDE if len(res.extra_pairs) > 1 else None)
+    legend_below(c, title=COINCIDE)
     return fig
 
 
@@ -341,13 +410,14 @@ def fig_slow_mode(res):
 # ------------------------------------------------------------------------------------------
 def fig_both_layers_curves(res):
     """ε_g(α) with both layers trained, one panel per activation: ODE lines, reduced-SGD markers
-    (mean ± s.e. over runs) for some K, dotted: erf denoising fixed points."""
+    (mean ± s.e. over runs) for some K, dotted: erf denoising fixed points; one shared legend."""
     acts = list(res.trajectories)
-    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
-    for ax, act in zip(axes[0], acts):
+    fig, axes, spare = panels(len(acts), 3.3)
+    entries = {}
+    for ax, act in zip(axes, acts):
         for i, (K, tr) in enumerate(res.trajectories[act].items()):
             c = COLORS[i % len(COLORS)]
-            ode_line(ax, tr.alpha[1:], _positive(tr.eg[1:]), f"$K={K}$", c)
+            ode_line(ax, tr.alpha[1:], _positive(tr.eg[1:]), f"ODE, $K={K}$", c)
             sim = res.sgd.get(act, {}).get(K)
             if sim is not None:
                 m, s = _sgd_stats(sim.eg, sem=True)
@@ -357,7 +427,13 @@ def fig_both_layers_curves(res):
         eta = res.settings[act]["eta"]
         label(ax, "alpha", "eg", logx=True, logy=True,
               title=f"{act} ($\\eta=\\eta_v={eta:g}$)")
-        ax.legend(ncol=2, loc="lower left")
+        entries.update(_entries(ax))
+    handles = [*entries.values(), proxy("reduced SGD (mean ± s.e.)", "0.3", marker="o"),
+               proxy("dotted: erf denoising fixed point", "0.3", ls=":")]
+    if spare is not None:
+        spare.legend(handles=handles, loc="center", ncol=1)
+    else:
+        legend_below(axes[-1], ncol=2, handles=handles)
     return fig
 
 
@@ -365,8 +441,8 @@ def fig_both_layers_final(res):
     """ε_g against K with both layers trained: the ODE at alpha_read (erf: with the denoising
     fixed points and the (M/K) scaling). SGD is compared with the ODE in fig_both_layers_curves."""
     acts = list(res.ode)
-    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.6), squeeze=False)
-    for ax, act in zip(axes[0], acts):
+    fig, axes, _ = panels(len(acts), 3.5)
+    for ax, act in zip(axes, acts):
         K = np.asarray(res.K[act])
         c = ACT_COLORS[act]
         ode_line(ax, K, res.ode[act], f"ODE at $\\alpha={_sci(res.alpha_read[act])}$", c, marker="o")
@@ -379,7 +455,7 @@ def fig_both_layers_final(res):
         ax.set_xticks(K)
         ax.set_ylim(0, 1.15 * max(np.max(res.ode[act]), np.max(res.fixed_points.get(act, 0))))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        ax.legend(fontsize=8, loc="lower left")
+        legend_below(ax)
     return fig
 
 
@@ -387,39 +463,66 @@ def fig_both_layers_final(res):
 # chapter 4
 # ------------------------------------------------------------------------------------------
 def fig_fixed_point_maps(res):
-    """Q, R and v at the end states / fixed points, one row per (activation, training mode)."""
-    rows = list(res.states.items())
-    fig, axes = plt.subplots(len(rows), 3, figsize=(4.6, 1.9 * len(rows)),
-                             gridspec_kw={"width_ratios": [4, 2, 1]}, layout="constrained")
-    axes = np.atleast_2d(axes)
-    for (name, st), (aq, ar, av) in zip(rows, axes):
-        vmax = max(np.abs(st.Q).max(), np.abs(st.R).max())
-        heatmap(aq, st.Q, vmax=vmax, title="$Q$" if aq is axes[0, 0] else None)
-        heatmap(ar, st.R, vmax=vmax, title="$R$" if ar is axes[0, 1] else None)
-        heatmap(av, np.asarray(st.v)[:, None], vmax=max(1.0, np.abs(st.v).max()),
-                title="$v$" if av is axes[0, 2] else None)
-        av.set_xticks([])
-        aq.set_ylabel(name.replace(", ", "\n"), fontsize=9)
-    axes[-1, 0].set_xlabel("student $l$", fontsize=9)
-    axes[-1, 1].set_xlabel("teacher $n$", fontsize=9)
+    """Q, R and v at the end states / fixed points: one row per activation, first layer only on
+    the left and both layers on the right; one colour scale and one labelled colorbar per
+    quantity (common to all rows); units numbered from 1."""
+    states = res.states
+    acts = list(dict.fromkeys(name.split(",")[0] for name in states))
+    modes = list(dict.fromkeys(name.split(", ")[1] for name in states))
+    K, M = np.asarray(next(iter(states.values())).R).shape
+    widths = ([K, M, 1, 0.5] * len(modes))[:-1]
+    fig, axes = plt.subplots(len(acts), len(widths), figsize=(COLUMN_IN, 1.7 * len(acts) + 1.7),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    fig.get_layout_engine().set(w_pad=0.01, wspace=0.0)
+    vmax = {q: max(float(np.abs(np.asarray(getattr(st, q))).max()) for st in states.values())
+            for q in ("Q", "R", "v")}
+    ims = {}
+    for r, act in enumerate(acts):
+        for m, mode in enumerate(modes):
+            aq, ar, av = axes[r, 4 * m: 4 * m + 3]
+            st = states.get(f"{act}, {mode}")
+            if st is None:
+                continue
+            ims["Q"] = heatmap(aq, st.Q, vmax=vmax["Q"])
+            ims["R"] = heatmap(ar, st.R, vmax=vmax["R"])
+            ims["v"] = heatmap(av, np.asarray(st.v)[:, None], vmax=vmax["v"])
+            av.set_xticks([])
+            ar.tick_params(labelleft=False)
+            av.tick_params(labelleft=False)
+            if r == 0:
+                for ax, q in zip((aq, ar, av), ("Q", "R", "v")):
+                    ax.set_title(f"${q}$" + (f"\n{mode}" if q == "R" else ""), fontsize=10)
+            if m == 0:
+                aq.set_ylabel(f"{act}\nstudent $k$", fontsize=9.5)
+            if r == len(acts) - 1:
+                aq.set_xlabel("student $l$", fontsize=9.5)
+                ar.set_xlabel("teacher $n$", fontsize=9.5)
+    for ax in axes[:, 3::4].ravel():
+        ax.axis("off")
+    for q, im in ims.items():
+        cb = fig.colorbar(im, ax=axes, orientation="horizontal", location="bottom",
+                          fraction=0.04, aspect=40, pad=0.02)
+        cb.set_label(f"${q}$ (common scale for all panels)", fontsize=9.5)
     return fig
 
 
 def fig_spectra(res):
-    """Real parts of the eigenvalues of the drift's Jacobian (symlog axis): coloured ticks for
-    stable/unstable directions, grey for soft modes (|Re λ| below the soft-mode threshold)."""
+    """Real parts of the eigenvalues of the drift's Jacobian (symlog axis): ticks coloured by
+    activation for stable/unstable directions, grey for soft modes (|Re λ| below the soft-mode
+    threshold)."""
     names = list(res.eigenvalues)
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 1.4))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 0.8 * len(names) + 1.4))
     for i, name in enumerate(names):
         ev = np.real(np.asarray(res.eigenvalues[name]))
         soft = np.abs(ev) < res.soft_tol[name]
         act = name.split(",")[0]
         ax.plot(ev[~soft], np.full((~soft).sum(), i), "|", ms=13, mew=1.6, color=ACT_COLORS[act])
         ax.plot(ev[soft], np.full(soft.sum(), i), "|", ms=13, mew=1.6, color="0.6")
-        ax.text(1.02, i, f"{res.n_soft[name]} soft; max Re $\\lambda$ = {ev.max():.1e}",
-                transform=ax.get_yaxis_transform(), va="center", fontsize=8)
-    ax.set_yticks(range(len(names)))
-    ax.set_yticklabels([f"{n}\n({res.spectrum_of[n]})" for n in names], fontsize=8)
+    ax.set_yticks(range(len(names)), [""] * len(names))
+    for i, n in enumerate(names):
+        ax.text(0.01, i - 0.32, f"{n} ({res.spectrum_of[n]}): {res.n_soft[n]} soft, "
+                f"max Re $\\lambda$ = {np.real(res.eigenvalues[n]).max():.1e}",
+                transform=ax.get_yaxis_transform(), fontsize=MIN_FONT_PT, va="bottom")
     ax.set_xscale("symlog", linthresh=res.linthresh)
     lo = -10.0 ** np.ceil(np.log10(max(-min(np.real(e).min() for e in res.eigenvalues.values()), 1e-3)))
     ax.set_xlim(1.5 * lo, 1e-2)
@@ -427,6 +530,8 @@ def fig_spectra(res):
     ax.set_xticks(ticks)
     ax.axvline(0, color="k", lw=0.8)
     ax.grid(True, axis="x")
-    ax.set_ylim(len(names) - 0.5, -0.5)
-    label(ax, r"Re $\lambda$, eigenvalues of the Jacobian of the drift")
+    ax.set_ylim(len(names) - 0.5, -0.75)
+    label(ax, r"Re $\lambda$ (eigenvalues of the drift's Jacobian)")
+    handles = [proxy(a, c, marker="|", mew=1.6, ms=10) for a, c in ACT_COLORS.items()]
+    legend_below(ax, ncol=4, handles=[*handles, proxy("soft mode", "0.6", marker="|", mew=1.6, ms=10)])
     return fig

@@ -2,27 +2,32 @@
 
 Usage::
 
-    python -m tsode.book run [--mode fast|full] [-p NAME VALUE ...] [--output DIR] [CHAPTER ...]
-    python -m tsode.book build
+    python -m tsode.book run [--mode fast|full] [-p NAME VALUE ...] [--output DIR | --in-place] [CHAPTER ...]
+    python -m tsode.book build [--committed]
     python -m tsode.book list
 
 (or ``tsode book ...``). ``run`` executes chapter notebooks with papermill (kernel ``python3``,
-working directory = the notebook's folder) and tidies the result so that committed notebooks are
+working directory = the notebook's folder, matplotlib's inline backend whatever ``MPLBACKEND``
+says) into ``_build/notebooks/`` (or ``--output DIR``) and tidies the result so that notebooks are
 byte-stable when re-run:
 
 * papermill's and nbclient's metadata and timestamps are removed;
-* the injected-parameters cell gets the fixed id ``injected-parameters`` and the ``hide-cell``
-  tag (Jupyter Book shows it collapsed);
-* PNG figures carry no ``Software: Matplotlib x.y.z`` text chunk;
-* a notebook with an error or any stderr output is not written in place (it goes to
-  ``_build/failed/``) and the command exits non-zero.
+* the injected-parameters cell gets the fixed id ``injected-parameters`` and the ``remove-cell``
+  tag (the page's "Re-running this chapter" section states the mode and overrides);
+* PNG figures carry no ``Software: Matplotlib x.y.z`` text chunk (``tsode:`` chunks written by
+  :mod:`tsode.book.plotting`, e.g. the smallest font size, are kept);
+* a notebook with an error, any stderr output, or fewer figures or checked outputs than the
+  committed one is not written: it goes to ``_build/failed/<chapter>-<timestamp>.ipynb`` and the
+  command exits non-zero.
 
 CHAPTER is a number (``1``), a file stem (``01_odes``) or a path; default: all chapters.
 ``-p NAME VALUE`` sets a notebook parameter (``seed``) or any setting of the chapter's
 experiments (``eta``, ``sigma``, ``N``, ... — see ``tsode.book.experiments.SETTINGS``), which the
-runner passes on in the ``overrides`` parameter.
-The full mode with no extra parameters writes the notebooks in place (these are the committed
-outputs); any other run writes to ``_build/notebooks/`` unless ``--output`` is given.
+runner passes on in the ``overrides`` parameter; the mode is ``--mode``, never ``-p mode``.
+Only ``--in-place`` (maintainers: full mode, no parameters) rewrites the committed notebooks.
+``build`` renders ``_build/html`` from a staged copy of the book in ``_build/src`` that uses the
+executed notebooks of ``_build/notebooks`` where they exist (``--committed``: the committed ones);
+the tracked files are never modified.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
 KERNEL = "python3"
 INJECTED_ID = "injected-parameters"
+#: Tag that hides the injected cell (its values are stated in "Re-running this chapter").
+INJECTED_TAG = "remove-cell"
+#: Prefix of the PNG text chunks that tidy keeps (keyword ``tsode:...``).
+PNG_KEEP = b"tsode:"
 
 
 def chapters() -> list[Path]:
@@ -67,7 +76,8 @@ def resolve(spec: str) -> Path:
 # tidying
 # ------------------------------------------------------------------------------------------
 def _strip_png_text(data: bytes) -> bytes:
-    """Remove tEXt/iTXt/zTXt/tIME chunks (software version, timestamps) from a PNG."""
+    """Remove tEXt/iTXt/zTXt/tIME chunks (software version, timestamps) from a PNG, except the
+    ``tsode:`` text chunks written by :func:`tsode.book.plotting.show`."""
     sig, rest = data[:8], data[8:]
     if sig != b"\x89PNG\r\n\x1a\n":
         return data
@@ -77,7 +87,8 @@ def _strip_png_text(data: bytes) -> bytes:
         (length,) = struct.unpack(">I", rest[i : i + 4])
         ctype = rest[i + 4 : i + 8]
         chunk = rest[i : i + 12 + length]
-        if ctype not in (b"tEXt", b"iTXt", b"zTXt", b"tIME"):
+        keep = ctype == b"tEXt" and rest[i + 8 : i + 8 + len(PNG_KEEP)] == PNG_KEEP
+        if keep or ctype not in (b"tEXt", b"iTXt", b"zTXt", b"tIME"):
             out.append(chunk)
         i += 12 + length
     return b"".join(out)
@@ -87,7 +98,8 @@ def tidy(nb):
     """Make an executed notebook reproducible (in place; returns it).
 
     Removes papermill/nbclient metadata and timestamps, fixes the injected cell's id and tags it
-    ``hide-cell``, and strips text chunks from PNG outputs.
+    ``remove-cell`` (the page states the run's mode and parameters), and strips text chunks other
+    than ``tsode:...`` from PNG outputs.
     """
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
@@ -98,8 +110,9 @@ def tidy(nb):
         tags = md.get("tags", [])
         if INJECTED_ID in tags:
             cell.id = INJECTED_ID
-            if "hide-cell" not in tags:
-                tags.append("hide-cell")
+            tags = [t for t in tags if t != "hide-cell"]
+            if INJECTED_TAG not in tags:
+                tags.append(INJECTED_TAG)
             md["tags"] = tags
         if not tags and "tags" in md:
             del md["tags"]
@@ -126,39 +139,144 @@ def problems(nb) -> list[str]:
 # ------------------------------------------------------------------------------------------
 # running
 # ------------------------------------------------------------------------------------------
-def _execute(src: Path, dest: Path, parameters: dict) -> tuple[float, list[str]]:
-    import nbformat
-    import papermill as pm
+#: The kernel's environment, whatever the caller's: matplotlib's inline backend (``MPLBACKEND=Agg``
+#: on a server would make every figure vanish from the notebook) and a fixed hash seed.
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONHASHSEED": "0"}
+#: The tag of the cells whose printed output nbval compares.
+CHECK_TAG = "nbval-check-output"
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{src.stem}-", dir=dest.parent)
-    os.close(fd)
-    t0 = time.perf_counter()
-    err = []
+
+class ChapterError(Exception):
+    """A chapter that cannot be run (e.g. a broken .ipynb); the message names the chapter."""
+
+
+def counts(nb) -> dict:
+    """``figures``: PNG outputs; ``checked``: checked cells with output — what a run must keep."""
+    figures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    checked = sum(bool(c.get("outputs")) for c in nb.cells
+                  if CHECK_TAG in c.metadata.get("tags", []))
+    return {"figures": figures, "checked": checked}
+
+
+def lost_outputs(new, reference) -> list[str]:
+    """What ``new`` lacks compared with ``reference`` (fewer figures or checked outputs)."""
+    a, b = counts(new), counts(reference)
+    return [f"{k}: {a[k]} instead of {b[k]} in the committed notebook" for k in a if a[k] < b[k]]
+
+
+def read_chapter(path: Path):
+    """The notebook at ``path``; ChapterError naming the chapter if it is not a valid notebook."""
+    import nbformat
+
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # NotJSONError, ValidationError, OSError, ...
+        raise ChapterError(f"chapter {path.stem} ({_rel(path)}) is not a readable notebook: "
+                           f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+
+
+def failed_path(src: Path) -> Path:
+    """``_build/failed/<chapter>-<timestamp>.ipynb``, unique per run."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    folder = ROOT / "_build" / "failed"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        p = folder / f"{src.stem}-{stamp}{'' if i == 0 else f'-{i}'}.ipynb"
+        if not p.exists():
+            return p
+    raise ChapterError(f"too many failed runs of {src.stem} at {stamp}")  # pragma: no cover
+
+
+def _papermill(src: Path, out: str, parameters: dict, tmpdir: Path) -> list[str]:
+    """Execute ``src`` into ``out``; the errors papermill raised (the notebook holds tracebacks).
+
+    The kernel talks over IPC sockets in ``tmpdir`` (no "TCP without encryption" warning, no
+    socket files in the book's folder)."""
+    import papermill as pm
+    from traitlets.config import Config
+
+    config = Config({"KernelManager": {"transport": "ipc", "ip": str(tmpdir / "kernel-ipc")}})
     try:
         pm.execute_notebook(
-            str(src), tmp, parameters=parameters, kernel_name=KERNEL, cwd=str(src.parent),
-            progress_bar=False, log_output=False, report_mode=False,
+            str(src), out, parameters=parameters, kernel_name=KERNEL, cwd=str(src.parent),
+            progress_bar={"desc": src.stem} if sys.stderr.isatty() else False, log_output=False,
+            report_mode=False, config=config,
         )
-    except Exception as exc:  # papermill re-raises cell errors; the notebook holds the traceback
-        err.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
+    except Exception as exc:
+        text = str(exc).strip()
+        return [f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"]
+    return []
+
+
+def _execute(src: Path, dest: Path, parameters: dict, tmpdir: Path) -> tuple[float, list[str]]:
+    """Run one chapter into ``dest`` via a temporary file in ``tmpdir``; (seconds, problems)."""
+    import nbformat
+
+    from .pages import DATA_ENV
+
+    reference = read_chapter(src)
+    tmp = tmpdir / src.name
+    t0 = time.perf_counter()
+    env = {**KERNEL_ENV, DATA_ENV: str(dest.parent / "data")}  # records go beside the notebook
+    with _environ(env):
+        err = _papermill(src, str(tmp), parameters, tmpdir)
     seconds = time.perf_counter() - t0
-    nb = nbformat.read(tmp, as_version=4)
+    try:
+        nb = nbformat.read(str(tmp), as_version=4)
+    except Exception as exc:
+        return seconds, err + [f"chapter {src.stem}: no executed notebook ({type(exc).__name__})"]
     tidy(nb)
-    err += problems(nb)
+    err += problems(nb) + lost_outputs(nb, reference)
     if err:
-        failed = ROOT / "_build" / "failed" / src.name
-        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed = failed_path(src)
         nbformat.write(nb, str(failed))
-        os.unlink(tmp)
-        err.append(f"(the executed notebook is in {failed})")
-    else:
-        nbformat.write(nb, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
+        return seconds, err + [f"(the executed notebook is in {_rel(failed)})"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(tmp))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    _install(tmp, dest)
+    return seconds, []
+
+
+def _install(tmp: Path, dest: Path) -> None:
+    """Move ``tmp`` to ``dest`` atomically; across file systems through ``.<name>.part`` beside
+    ``dest``, removed whatever happens (a reader never sees a half-written notebook)."""
+    try:
         os.replace(tmp, dest)
-    return seconds, err
+        return
+    except OSError:
+        pass
+    part = dest.with_name(f".{dest.name}.part")
+    try:
+        shutil.copyfile(tmp, part)
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+class _environ:
+    """Context manager: set environment variables, restore them afterwards."""
+
+    def __init__(self, values: dict):
+        self.values, self.saved = values, {}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _terminate(signum, frame):
+    """SIGTERM handler: unwind like Ctrl-C so that temporary files are removed."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 #: The parameters of every chapter's ``parameters`` cell.
@@ -170,13 +288,15 @@ def notebook_parameters(mode: str, params: dict | None = None) -> dict:
 
     Any other name (e.g. ``eta``) is a setting of the chapter's experiments
     (:data:`tsode.book.experiments.SETTINGS`) and is moved into the ``overrides`` dict; names that no
-    experiment uses are rejected.
+    experiment uses are rejected, and so is ``mode`` (it is ``--mode``).
     """
     from .experiments import check_overrides
 
     if mode not in ("fast", "full"):
         raise SystemExit(f"--mode must be fast or full, got {mode!r}")
     params = dict(params or {})
+    if "mode" in params:
+        raise SystemExit(f"-p mode {params['mode']!r} is not a parameter: use --mode fast|full")
     extra = {k: params.pop(k) for k in list(params) if k not in NOTEBOOK_PARAMETERS}
     overrides = {**dict(params.pop("overrides", None) or {}), **extra}
     try:
@@ -189,49 +309,98 @@ def notebook_parameters(mode: str, params: dict | None = None) -> dict:
     return params
 
 
-def run(specs=(), mode: str = "full", params: dict | None = None, output: str | None = None) -> int:
-    """Execute chapters; returns the number of failed chapters."""
+def destination(mode: str, params: dict, output: str | None, in_place: bool) -> Path | None:
+    """The output folder of a run (None: in place). In place needs full mode and no parameters."""
+    if in_place:
+        if output is not None or mode != "full" or set(params) != {"mode"}:
+            raise SystemExit("--in-place rewrites the committed notebooks: only in full mode, "
+                             "without -p parameters and without --output")
+        return None
+    return Path(output).resolve() if output is not None else ROOT / "_build" / "notebooks"
+
+
+def run(specs=(), mode: str = "full", params: dict | None = None, output: str | None = None,
+        in_place: bool = False) -> int:
+    """Execute chapters into ``_build/notebooks`` (or ``output``; ``in_place``: the committed
+    notebooks); prints a line per chapter and returns the number of failed chapters."""
+    import signal
+
     params = notebook_parameters(mode, params)
+    outdir = destination(mode, params, output, in_place)
     nbs = [resolve(s) for s in specs] if specs else chapters()
-    if output is not None:
-        outdir = Path(output).resolve()
-    elif mode == "full" and set(params) == {"mode"}:
-        outdir = None  # in place: these are the committed outputs
-    else:
-        outdir = ROOT / "_build" / "notebooks"
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    failed, total = 0, 0.0
-    for nb in nbs:
-        dest = nb if outdir is None else outdir / nb.name
-        seconds, err = _execute(nb, dest, params)
-        total += seconds
-        status = "ok" if not err else "FAILED"
-        print(f"{nb.stem:<22} {mode:<5} {seconds:7.1f} s  {status}  -> {_rel(dest)}", flush=True)
-        for e in err:
-            print(f"    {e}", file=sys.stderr)
-        failed += bool(err)
-    print(f"{'total':<22} {mode:<5} {total:7.1f} s")
+    old = signal.signal(signal.SIGTERM, _terminate)
+    lines, failed = [], 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="tsode-book-") as tmpdir:
+            for i, nb in enumerate(nbs, 1):
+                dest = nb if outdir is None else outdir / nb.name
+                print(f"[{i}/{len(nbs)}] {nb.stem} ({mode}) ...", file=sys.stderr, flush=True)
+                try:
+                    seconds, err = _execute(nb, dest, params, Path(tmpdir))
+                except ChapterError as exc:
+                    seconds, err = 0.0, [str(exc)]
+                for e in err:
+                    print(f"    {e}", file=sys.stderr)
+                failed += bool(err)
+                status = "ok    " if not err else "FAILED"
+                lines.append(f"{nb.stem:<22} {mode:<5} {seconds:7.1f} s  {status} -> {_rel(dest)}")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    print("\n".join(lines), flush=True)
     return failed
 
 
 def _rel(p: Path) -> str:
     try:
-        return str(p.relative_to(Path.cwd()))
+        return str(Path(p).relative_to(Path.cwd()))
     except ValueError:
         return str(p)
 
 
-def build(path_output: str | None = None, builder: str = "html") -> int:
-    """``jupyter-book build . --all -W --keep-going`` from the repository root."""
-    exe = shutil.which("jupyter-book") or shutil.which("jb")
-    cmd = [exe] if exe else [sys.executable, "-m", "jupyter_book"]
-    cmd += ["build", str(ROOT), "--all", "-W", "--keep-going", "--builder", builder]
-    if path_output:
-        cmd += ["--path-output", str(path_output)]
-    print("$", " ".join(cmd), flush=True)
+# ------------------------------------------------------------------------------------------
+# building
+# ------------------------------------------------------------------------------------------
+def stage(committed: bool = False, executed: Path | None = None, dest: Path | None = None) -> Path:
+    """Copy the book's sources to ``_build/src`` with the executed notebooks of ``executed``
+    (default ``_build/notebooks``) in place of the committed ones where they exist, and the intro's
+    table of reproduced results filled in. Returns the staged root."""
+    from .pages import fill_intro
+
+    src = Path(dest) if dest else ROOT / "_build" / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "book").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, src / name)
+    if (ROOT / "_static").is_dir():
+        shutil.copytree(ROOT / "_static", src / "_static")
+    executed = Path(executed) if executed else ROOT / "_build" / "notebooks"
+    for p in BOOK.iterdir():
+        if p.name.startswith("."):
+            continue
+        run_nb = executed / p.name
+        origin = run_nb if (p.suffix == ".ipynb" and not committed and run_nb.exists()) else p
+        (shutil.copytree if origin.is_dir() else shutil.copy2)(origin, src / "book" / p.name)
+    intro = src / "book" / "intro.md"
+    intro.write_text(fill_intro(intro.read_text(), executed if not committed else BOOK))
+    return src
+
+
+def jupyter_book_command() -> list[str]:
+    """Jupyter Book's CLI through this interpreter (works when its bin/ is not on PATH)."""
+    return [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; "
+            "sys.exit(main())"]
+
+
+def build(path_output: str | None = None, builder: str = "html", committed: bool = False) -> int:
+    """``jupyter-book build --all -W --keep-going`` of the staged book (see :func:`stage`)."""
+    out = Path(path_output).resolve() if path_output else ROOT
+    src = stage(committed, dest=out / "_build" / "src")
+    cmd = jupyter_book_command() + ["build", str(src), "--all", "-W", "--keep-going",
+                                    "--builder", builder, "--path-output", str(out)]
+    print("$ jupyter-book", " ".join(cmd[3:]), flush=True)
     t0 = time.perf_counter()
-    rc = subprocess.call(cmd, cwd=ROOT)
-    out = Path(path_output) if path_output else ROOT
+    rc = subprocess.call(cmd, cwd=src)
     index = (out / "_build" / "html" / "index.html").resolve()
     print(f"build {'ok' if rc == 0 else 'FAILED'} in {time.perf_counter() - t0:.1f} s")
     if rc == 0:
@@ -252,23 +421,30 @@ def _value(text: str):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tsode book", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="execute chapter notebooks with papermill")
+    r = sub.add_parser("run", help="execute chapter notebooks with papermill into _build/notebooks")
     r.add_argument("chapters", nargs="*", metavar="CHAPTER", help="number, stem or path (default: all)")
     r.add_argument("--mode", default="full", choices=["fast", "full"])
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                   metavar=("NAME", "VALUE"), help="extra notebook parameter (e.g. -p seed 3)")
-    r.add_argument("--output", help="folder for the executed notebooks")
-    b = sub.add_parser("build", help="build the HTML book (jupyter-book build . --all -W)")
+                   metavar=("NAME", "VALUE"), help="notebook parameter or setting (e.g. -p seed 3)")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--output", help="folder for the executed notebooks (default _build/notebooks)")
+    where.add_argument("--in-place", action="store_true",
+                       help="maintainers: rewrite the committed notebooks (full mode, no -p)")
+    b = sub.add_parser("build", help="build the HTML book into _build/html (jupyter-book -W)")
     b.add_argument("--path-output", help="build into PATH/_build instead of the repository")
+    b.add_argument("--committed", action="store_true",
+                   help="render the committed notebooks, not those of _build/notebooks")
     sub.add_parser("list", help="list the chapters")
     args = parser.parse_args(argv)
     if args.command == "run":
         params = {k: _value(v) for k, v in args.parameter}
-        return 1 if run(args.chapters, args.mode, params, args.output) else 0
+        try:
+            return 1 if run(args.chapters, args.mode, params, args.output, args.in_place) else 0
+        except KeyboardInterrupt:
+            print("interrupted; no notebook was written for the chapter in progress", file=sys.stderr)
+            return 130
     if args.command == "build":
-        return build(args.path_output)
+        return build(args.path_output, committed=args.committed)
     for nb in chapters():
         print(nb.stem)
     return 0
-
-

@@ -1,0 +1,207 @@
+"""Generated parts of the book's pages: "Re-running this chapter" and the table of reproduced
+results.
+
+* :func:`rerun_section` — displayed by the last cell of every chapter: the chapter's settings in
+  the fast and the full mode (from :data:`tsode.book.experiments.SETTINGS`, at execution time),
+  the measured run time, the commands and where the output goes;
+* :func:`record` / :func:`read_summary` — records of reproduced numbers (``book/data/summary.json``
+  format: a list of dicts with the keys of :data:`SUMMARY_KEYS`);
+* :func:`fill_intro` — the runner's build puts the table of reproduced results into the intro.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from pathlib import Path
+
+__all__ = ["CHAPTER_EXPERIMENTS", "SUMMARY_KEYS", "rerun_section", "record", "read_summary",
+           "summary_table", "fill_intro"]
+
+#: The experiments (keys of SETTINGS) each chapter runs.
+CHAPTER_EXPERIMENTS = {
+    "01_odes": ["ode_vs_sgd", "convergence"],
+    "02_first_layer": ["first_layer", "collapse", "slow_mode"],
+    "03_both_layers": ["both_layers"],
+    "04_fixed_points": ["fixed_points"],
+}
+#: The fields of a record of book/data/summary.json (issue 12).
+SUMMARY_KEYS = ("id", "chapter", "claim", "quantity", "value", "stderr", "method", "alpha", "N",
+                "runs", "activation", "layers", "K", "M", "eta", "sigma", "reference",
+                "reference_source")
+#: Where chapters write their records: ``$TSODE_BOOK_DATA``, set by the runner to ``book/data``
+#: for ``--in-place`` runs and to ``<output>/data`` otherwise. Unset (nbval, plain papermill,
+#: Jupyter), :func:`record` writes nothing, so tests leave the checkout clean.
+DATA_ENV = "TSODE_BOOK_DATA"
+INTRO_MARKER = "<!-- summary-table -->"
+
+
+def _fmt(value) -> str:
+    return html.escape(repr(value) if not isinstance(value, str) else value)
+
+
+def _settings_rows(name: str) -> list[tuple[str, str, str]]:
+    """(setting, fast, full) for every setting of experiment ``name`` (per activation part)."""
+    from .experiments import SETTINGS, settings
+
+    parts = [p for p in SETTINGS[name] if p not in ("common", "fast", "full")] or [None]
+    rows = []
+    for part in parts:
+        fast, full = settings(name, "fast", part), settings(name, "full", part)
+        where = name if part is None else f"{name} ({part})"
+        same = ", ".join(f"{k} = {_fmt(v)}" for k, v in full.items() if fast.get(k) == v)
+        if same:
+            rows.append((where, same, "same"))
+        rows += [(f"{where}: {k}", _fmt(fast.get(k)), _fmt(v))
+                 for k, v in full.items() if fast.get(k) != v]
+    return rows
+
+
+def _kernel_seconds() -> float:
+    """Seconds since this process (the notebook's kernel) started."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def rerun_html(chapter: str, mode: str, overrides: dict, seconds: float) -> str:
+    """The HTML of :func:`rerun_section` (pure; ``seconds`` is the measured run time)."""
+    number = int(chapter[:2])
+    rows = [r for name in CHAPTER_EXPERIMENTS[chapter] for r in _settings_rows(name)]
+    table = "".join(
+        f"<tr><td>{a}</td><td colspan='2'><i>both modes:</i> {b}</td></tr>" if c == "same"
+        else f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
+    over = f" with overrides <code>{_fmt(overrides)}</code>" if overrides else ""
+    minutes = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{10 * round(seconds / 10):.0f} s"
+    cmds = "\n".join([
+        f"python -m tsode.book run --mode fast {number}       # quick check",
+        f"python -m tsode.book run {number} -p seed 1 -p eta 0.2",
+        "python -m tsode.book build                         # HTML in _build/html",
+        f"papermill book/{chapter}.ipynb out.ipynb -p mode fast --cwd book",
+    ])
+    return (
+        "<div class='tsode-rerun'>"
+        f"<p>This page was executed in <b>{mode}</b> mode{over}; the run took about "
+        f"<b>{minutes}</b> (including the kernel's start).</p>"
+        "<table class='tsode-settings' style='table-layout:fixed;width:100%;"
+        "overflow-wrap:anywhere'><colgroup><col style='width:30%'><col style='width:35%'>"
+        "<col style='width:35%'></colgroup>"
+        "<thead><tr><th>setting</th><th>fast</th><th>full</th></tr>"
+        f"</thead><tbody>{table}</tbody></table>"
+        "<p>Commands (from the repository root); the runner writes the executed notebook to "
+        "<code>_build/notebooks/</code> and never modifies the committed one; "
+        "<code>-p NAME VALUE</code> sets a notebook parameter (<code>seed</code>) or any "
+        "setting of the table, the mode is <code>--mode</code>:</p>"
+        f"<pre style='white-space:pre-wrap'>{html.escape(cmds)}</pre></div>"
+    )
+
+
+def rerun_section(chapter: str, mode: str, overrides: dict | None = None):
+    """Display the chapter's "Re-running this chapter" block (call it in the last cell)."""
+    from IPython.display import HTML, display
+
+    display(HTML(rerun_html(chapter, mode, dict(overrides or {}), _kernel_seconds())))
+
+
+# ------------------------------------------------------------------------------------------
+# reproduced results
+# ------------------------------------------------------------------------------------------
+def data_dir() -> Path | None:
+    """The folder of summary.json for this run (see :data:`DATA_ENV`); None: do not write."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env) if env else None
+
+
+def _round(x, digits: int):
+    """``x`` to ``digits`` significant digits (floats only): the precision the book claims, so
+    that re-running on another machine rewrites no digit."""
+    return float(f"{x:.{digits}g}") if isinstance(x, float) else x
+
+
+def record(rec: dict, path: Path | None = None, digits: int = 4) -> dict:
+    """Add (or replace, by ``id``) one record in summary.json (``path``, else that of
+    :func:`data_dir`; neither: write nothing, return the record); missing keys become None;
+    ``value`` and ``reference`` are rounded to ``digits`` significant digits, ``stderr`` to 2."""
+    unknown = set(rec) - set(SUMMARY_KEYS)
+    if unknown or "id" not in rec or "chapter" not in rec:
+        raise ValueError(f"a record needs id and chapter, and only the keys {SUMMARY_KEYS}; "
+                         f"got unknown {sorted(unknown)}")
+    rec = {k: rec.get(k) for k in SUMMARY_KEYS}
+    rec.update(value=_round(rec["value"], digits), reference=_round(rec["reference"], digits),
+               stderr=_round(rec["stderr"], 2))
+    if path is None and data_dir() is None:
+        return rec
+    path = Path(path) if path else data_dir() / "summary.json"
+    records = [r for r in read_summary(path) if r["id"] != rec["id"]]
+    records.append(rec)
+    records.sort(key=lambda r: (str(r["chapter"]), str(r["id"])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1) + "\n")
+    return rec
+
+
+def read_summary(path: Path) -> list[dict]:
+    """The records of a summary.json (an empty list if there is none)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = json.loads(path.read_text())
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "id" in r for r in records):
+        raise ValueError(f"{path}: summary.json must be a list of records with an 'id'")
+    return records
+
+
+def _number(value, stderr=None) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text + (f" ± {stderr:.2g}" if isinstance(stderr, float) else "")
+
+
+def _chapter_link(chapter) -> str:
+    """An HTML link to the chapter's page (``2`` or ``02_first_layer``)."""
+    from .runner import chapters
+
+    stems = {p.stem: p.stem for p in chapters()}
+    stems.update({str(int(s[:2])): s for s in list(stems)})
+    stem = stems.get(str(chapter))
+    return f"<a href='{stem}.html'>{int(stem[:2])}</a>" if stem else html.escape(str(chapter))
+
+
+def _summary_row(r: dict) -> str:
+    setting = ", ".join(f"{k}={r[k]}" for k in ("activation", "layers", "K", "M", "eta", "sigma",
+                                               "alpha", "N", "runs") if r.get(k) is not None)
+    ref = _number(r.get("reference"))
+    if r.get("reference_source"):
+        ref += f" ({r['reference_source']})"
+    value = f"{r.get('quantity') or ''} = {_number(r.get('value'), r.get('stderr'))}"
+    if r.get("method"):
+        value += f" [{r['method']}]"
+    cells = [_chapter_link(r.get("chapter"))] + [html.escape(str(c)) for c in (
+        r.get("claim") or r["id"], value, ref, setting)]
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def summary_table(records: list[dict]) -> str:
+    """An HTML table of the records (fixed column widths, so it fits the column), each linked
+    to its chapter."""
+    if not records:
+        return ("*No reproduced numbers recorded yet: the chapters write them to "
+                "`book/data/summary.json` when executed.*")
+    widths = "".join(f"<col style='width:{w}%'>" for w in (7, 22, 25, 22, 24))
+    head = "".join(f"<th>{h}</th>" for h in ("ch.", "claim", "value [method]", "reference",
+                                             "setting"))
+    return (f"<table class='tsode-summary' style='table-layout:fixed;width:100%'>"
+            f"<colgroup>{widths}</colgroup><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(_summary_row(r) for r in records) + "</tbody></table>")
+
+
+def fill_intro(text: str, folder: Path) -> str:
+    """The intro with the table of ``folder/data/summary.json`` (else ``book/data``) at the
+    :data:`INTRO_MARKER` line."""
+    path = Path(folder) / "data" / "summary.json"
+    if not path.exists():
+        path = Path(__file__).resolve().parents[2] / "book" / "data" / "summary.json"
+    return text.replace(INTRO_MARKER, summary_table(read_summary(path)))
