@@ -10,6 +10,7 @@ from .asymptotics import FixedPoint, FixedPointError, describe, fixed_point
 from .ode import DivergenceError, StallError, drift, integrate
 from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
 from .simulate import simulate
+from .sweeps import sweep
 from .trajectory import Trajectory
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "initial_state",
     "integrate",
     "simulate",
+    "sweep",
     "drift",
     "DivergenceError",
     "StallError",

@@ -1,4 +1,5 @@
-"""Command line: ``tsode book run|build|list ...`` (see :mod:`tsode.book`)."""
+"""Command line: ``tsode sweep ...`` (see :mod:`tsode.sweeps.cli`) and ``tsode book
+run|build|list ...`` (see :mod:`tsode.book`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import sys
 USAGE = """usage: tsode <command> ...
 
 commands:
+  sweep SPEC.toml -o OUT [--scheduler ADDRESS | --workers N] [--resume] [--overwrite]
+  sweep --dry-run SPEC.toml                                   list tasks, estimate the cost
   book run [--mode fast|full] [-p NAME VALUE] [CHAPTER ...]   execute chapter notebooks
   book build                                                  build the HTML book
   book list                                                   list the chapters
+  book long [--dry-run | --status] [NAME ...]                 compute the cached long runs
 """
 
 
@@ -18,6 +22,10 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0
+    if argv[0] == "sweep":
+        from .sweeps.cli import main as sweep_main
+
+        return sweep_main(argv[1:])
     if argv[0] == "book":
         from .book.runner import main as book_main
 

@@ -27,7 +27,15 @@ and :math:`(\lambda, \rho) = u = Lz` with :math:`G = LL^\top` (rank-revealing), 
 
 Random numbers come from a ``numpy.random.Generator`` passed in (numba reproduces NumPy's
 streams exactly). Order of draws per step — full engine: the N entries of x, then ζ (if σ > 0);
-reduced engine: the r entries of z, the χ² variate (if N > r), then ζ (if σ > 0).
+reduced engine: m = min(K + M, N) entries of z whatever the rank r of G (the m − r unused ones
+stand for the part of ‖x‖² outside the row space, see :func:`sample_lanes`), the χ²(N − m)
+variate (if N > m), then ζ (if σ > 0).
+
+The reduced engine advances a group of runs ("lanes", the last axis of its arrays) in lockstep:
+the random numbers of a block of steps are drawn ahead, run by run from each run's own generator,
+then each step works on all lanes at once (loops over lanes innermost, so that they vectorise and
+the latencies of the lanes' Cholesky factorisations overlap). A lane's arithmetic is that of a
+single run, so its trajectory does not depend on the other lanes nor on the grouping.
 """
 
 from __future__ import annotations
@@ -249,40 +257,221 @@ def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c
 
 
 @njit(cache=True, nogil=True)
-def reduced_advance(
-    G, v, vs, rng, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
-    with_chi2, A, L, perm, z, u, c,
+def reduced_advance_one(
+    G, v, vs, Z, X2, ZE, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
 ):
-    """Run ``n_steps`` steps of the exact Markov chain on (G, v) in place.
+    """:func:`reduced_advance_lanes` for a single run (same arithmetic, scalar loops).
 
-    Per step: r = rank of G (:func:`factor`, capped at N), z ~ N(0, I_r), u = L z (permuted
-    back), s = ‖z‖² + χ²(N − r) (the χ² term is left out when ``with_chi2`` is False — a
-    deliberately *wrong* chain, used only to check that the statistical tests have power),
-    then :func:`reduced_update`. Scratch: A, L (n, n), perm (n,) int64, z, u (n,), c (K,).
-
+    G (n, n), v (K,), Z (>= n_steps, m), X2 and ZE (>= n_steps,) drawn by :func:`draw_block`.
     Returns the number of steps completed; fewer than ``n_steps`` means divergence (a
     non-finite Δ, or a diagonal of Q or an entry of v beyond ``max_norm``) at step (value + 1).
     """
     n = G.shape[0]
-    for step in range(n_steps):
+    m = min(n, N)
+    A, L, perm = np.empty((n, n)), np.empty((n, n)), np.empty(n, dtype=np.int64)
+    u, c = np.empty(n), np.empty(K)
+    for b in range(n_steps):
         r = factor(G, A, L, perm, rank_rtol, N)
         zz = 0.0
-        for j in range(r):
-            z[j] = rng.standard_normal()
-            zz += z[j] * z[j]
+        for j in range(m):
+            zz += Z[b, j] * Z[b, j]
         for i in range(n):
             t = 0.0
             for j in range(min(i + 1, r)):
-                t += L[i, j] * z[j]
+                t += L[i, j] * Z[b, j]
             u[perm[i]] = t
-        s = zz
-        if with_chi2 and N > r:
-            s += rng.chisquare(N - r)
-        zeta = rng.standard_normal() if sigma > 0.0 else 0.0
-        delta = reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c)
+        delta = reduced_update(
+            G, v, vs, u, zz + X2[b], ZE[b], K, N, code, eta, eta_v, sigma, decay, c
+        )
         if not math.isfinite(delta):
-            return step
+            return b
         for k in range(K):
             if not (G[k, k] <= max_norm and abs(v[k]) <= max_norm):
-                return step
+                return b
+    return n_steps
+
+
+# ---------------------------------------------------------------------------------------------
+# Reduced engine, several runs ("lanes") in lockstep
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def draw_block(rng, m, N, sigma, with_chi2, Z, X2, ZE):
+    r"""Draw the random numbers of Z.shape[0] steps of one run from ``rng``, in stream order.
+
+    Per step b: m normals (into Z[b, :m]), then χ²(N − m) if ``with_chi2`` and N > m (into X2[b],
+    else 0), then ζ if σ > 0 (into ZE[b], else 0). Z (steps, m), X2 and ZE (steps,) may be
+    strided views (one lane of the arrays of :func:`reduced_advance_lanes`).
+    """
+    for b in range(Z.shape[0]):
+        for j in range(m):
+            Z[b, j] = rng.standard_normal()
+        X2[b] = rng.chisquare(N - m) if (with_chi2 and N > m) else 0.0
+        ZE[b] = rng.standard_normal() if sigma > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _residual_lanes(G, L, i, j, out, nl):
+    """out[l] = G[i, j, l] − Σ_{c<j} L[i, c, l] L[j, c, l] (summed in order) for every lane."""
+    for l in range(nl):
+        out[l] = G[i, j, l]
+    for c in range(j):
+        for l in range(nl):
+            out[l] -= L[i, c, l] * L[j, c, l]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cholesky_lanes(G, L, tol, ok, d, e, nl):
+    """Plain Cholesky G[:, :, l] = L[:, :, l] L[:, :, l]^T of every lane l < nl, in lockstep.
+
+    The arithmetic of :func:`cholesky`, lane by lane (lanes innermost, so that the loops
+    vectorise); ok[l] becomes 0 where a pivot is ``<= tol[l]`` (L of that lane is then
+    meaningless). d, e (lanes,) scratch.
+    """
+    n = G.shape[0]
+    for l in range(nl):
+        ok[l] = 1.0
+    for j in range(n):
+        _residual_lanes(G, L, j, j, d, nl)
+        for l in range(nl):
+            good = d[l] > tol[l]
+            ok[l] = ok[l] if good else 0.0
+            ljj = math.sqrt(d[l] if good else 1.0)
+            L[j, j, l] = ljj
+            d[l] = 1.0 / ljj
+        for i in range(j + 1, n):
+            _residual_lanes(G, L, i, j, e, nl)
+            for l in range(nl):
+                L[i, j, l] = e[l] * d[l]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl):
+    r"""Fields u = Lz (into U (n, lanes)) and s = ‖x‖² (into S (lanes,)) of step b of each lane.
+
+    z = Z[b, :m, l] with m = min(n, N) and s = ‖z‖² + X2[b, l]. Full-rank lanes use
+    :func:`cholesky_lanes`; the others fall back to :func:`factor` (rank r <= m, L padded with
+    zero columns: the unused z_{r+1..m} make ‖z‖² + χ²(N − m) ~ ‖z_{1..r}‖² + χ²(N − r), so the
+    law is unchanged). L (n, n, lanes), tol, ok, d, e (lanes,), G1, A1, L1 (n, n), perm (n,)
+    are scratch.
+    """
+    n = G.shape[0]
+    m = min(n, N)
+    for l in range(nl):
+        tol[l] = 0.0
+        S[l] = 0.0
+    for i in range(n):
+        for l in range(nl):
+            if G[i, i, l] > tol[l]:
+                tol[l] = G[i, i, l]
+    for j in range(m):
+        for l in range(nl):
+            S[l] += Z[b, j, l] * Z[b, j, l]
+    for l in range(nl):
+        tol[l] *= rank_rtol
+        S[l] += X2[b, l]
+    if n <= N:
+        cholesky_lanes(G, L, tol, ok, d, e, nl)
+        for i in range(n):
+            for l in range(nl):
+                U[i, l] = 0.0
+            for j in range(i + 1):
+                for l in range(nl):
+                    U[i, l] += L[i, j, l] * Z[b, j, l]
+    else:
+        ok[:] = 0.0
+    for l in range(nl):
+        if ok[l] == 0.0:
+            G1[:, :] = G[:, :, l]
+            r = factor(G1, A1, L1, perm, rank_rtol, N)
+            for i in range(n):
+                t = 0.0
+                for j in range(min(i + 1, r)):
+                    t += L1[i, j] * Z[b, j, l]
+                U[perm[i], l] = t
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def update_lanes(G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl):
+    """:func:`reduced_update` of every lane l < nl (same arithmetic), then the divergence check.
+
+    G (n, n, lanes), v (K, lanes), U (n, lanes) fields (overwritten by g(U) for the teachers),
+    S (lanes,) ‖x‖² (overwritten), ZE[b] label noises; C (K, lanes), D (lanes,) scratch.
+    Returns the first lane that diverged (non-finite Δ, or a diagonal of Q or an entry of v
+    beyond ``max_norm``), or -1.
+    """
+    n = G.shape[0]
+    for l in range(nl):
+        D[l] = 0.0
+    for k in range(K):
+        for l in range(nl):
+            D[l] += v[k, l] * g_scalar(code, U[k, l])
+    for l in range(nl):
+        C[0, l] = sigma * ZE[b, l]  # y, accumulated in C[0] (C is written below)
+    for m in range(n - K):
+        for l in range(nl):
+            C[0, l] += vs[m] * g_scalar(code, U[K + m, l])
+    for l in range(nl):
+        D[l] -= C[0, l]  # delta = phi - y
+    for k in range(K):
+        for l in range(nl):
+            C[k, l] = -eta * v[k, l] * dg_scalar(code, U[k, l]) * D[l]
+    a = 1.0 - decay / N
+    a2 = a * a
+    inv_n = 1.0 / N
+    for l in range(nl):
+        S[l] = S[l] * inv_n * inv_n
+    for k in range(K):
+        for j in range(k, K):
+            for l in range(nl):
+                q = (a2 * G[k, j, l] + a * (C[k, l] * U[j, l] + C[j, l] * U[k, l]) * inv_n
+                     + C[k, l] * C[j, l] * S[l])
+                G[k, j, l] = q
+                G[j, k, l] = q
+        for j in range(K, n):
+            for l in range(nl):
+                r = a * G[k, j, l] + C[k, l] * U[j, l] * inv_n
+                G[k, j, l] = r
+                G[j, k, l] = r
+    if eta_v > 0.0:
+        for k in range(K):
+            for l in range(nl):
+                v[k, l] = a * v[k, l] - eta_v * inv_n * g_scalar(code, U[k, l]) * D[l]
+    for l in range(nl):
+        if not math.isfinite(D[l]):
+            return l
+        for k in range(K):
+            if not (G[k, k, l] <= max_norm and abs(v[k, l]) <= max_norm):
+                return l
+    return -1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def reduced_advance_lanes(
+    G, v, vs, Z, X2, ZE, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
+    failed,
+):
+    """Run ``n_steps`` steps of the exact chain on every lane (one run each) in place.
+
+    G (n, n, lanes), v (K, lanes), vs (M,); Z (>= n_steps, m, lanes), X2 and ZE (>= n_steps,
+    lanes) hold each lane's random numbers, drawn ahead by :func:`draw_block` from that lane's
+    generator (m = min(n, N)). Per step and lane: u = Lz and s = ‖z‖² + χ²(N − m)
+    (:func:`sample_lanes`), then the SGD update of G and v (:func:`update_lanes`). Returns the
+    number of steps completed by all lanes; fewer than ``n_steps`` means that lane failed[0]
+    diverged (see :func:`update_lanes`) at step (value + 1).
+    """
+    n, _, nl = G.shape
+    L, U, C = np.zeros((n, n, nl)), np.empty((n, nl)), np.empty((K, nl))
+    S, tol, d, D = np.empty(nl), np.empty(nl), np.empty(nl), np.empty(nl)
+    ok, e = np.empty(nl), np.empty(nl)
+    G1, A1, L1 = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
+    perm = np.empty(n, dtype=np.int64)
+    for b in range(n_steps):
+        sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl)
+        lane = update_lanes(
+            G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl
+        )
+        if lane >= 0:
+            failed[0] = lane
+            return b
     return n_steps

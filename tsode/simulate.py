@@ -53,6 +53,11 @@ RANK_RTOL = 1e-13
 #: (progress bar, stopping all runs when one diverges or on KeyboardInterrupt): ~0.1 s.
 _PIECE_WORK = 2e7
 
+#: Groups of runs that one task of the reduced engine advances in lockstep: at most _LANES runs;
+#: groups below _MIN_LANES runs are split into single runs (scalar loops are faster there).
+_LANES = 32
+_MIN_LANES = 4
+
 
 def record_steps(N: int, alpha_max: float, alphas=None) -> np.ndarray:
     """Step counts at which a simulation of input dimension N records the order parameters.
@@ -152,31 +157,57 @@ class _FullRun:
         return 0.5 * float(np.mean((phi - phi_star) ** 2))
 
 
-class _ReducedRun:
-    """State and step loop of one run of the exact reduced Markov chain."""
+class _ReducedRuns:
+    """State and step loop of a group of runs of the exact reduced Markov chain, in lockstep.
 
-    def __init__(self, state0: OrderParameters, N, rng, pars, rank_rtol, with_chi2):
-        self.G = np.array(state0.covariance, dtype=float)
-        self.v = np.array(state0.v, dtype=float)
+    G (n, n, runs) and v (K, runs) hold the runs along the last axis; run j draws only from
+    ``rngs[j]`` (its random numbers for up to ``chunk`` steps are drawn ahead), so its trajectory
+    does not depend on the grouping.
+    """
+
+    def __init__(self, state0: OrderParameters, N, rngs, pars, rank_rtol, with_chi2, chunk=1024):
+        runs = len(rngs)
+        G = np.array(state0.covariance, dtype=float)
+        n = G.shape[0]
+        self.G = np.ascontiguousarray(np.repeat(G[:, :, None], runs, axis=2))
+        self.v = np.ascontiguousarray(np.repeat(np.array(state0.v, dtype=float)[:, None], runs, 1))
         self.vs = np.array(state0.v_star, dtype=float)
-        self.K, self.N, self.rng = state0.K, N, rng
+        self.K, self.N, self.rngs = state0.K, N, rngs
         code, eta, eta_v, sigma, decay, max_norm = pars
-        self.pars = (code, eta, eta_v, sigma, decay, max_norm, rank_rtol, with_chi2)
-        n = self.G.shape[0]
-        self.A = np.empty((n, n))
-        self.L = np.empty((n, n))
-        self.perm = np.empty(n, dtype=np.int64)
-        self.z, self.u, self.c = np.empty(n), np.empty(n), np.empty(self.K)
+        self.draw_pars = (min(n, N), N, sigma, with_chi2)
+        self.pars = (code, eta, eta_v, sigma, decay, max_norm, rank_rtol)
+        self.Z = np.empty((chunk, min(n, N), runs))
+        self.X2, self.ZE = np.empty((chunk, runs)), np.empty((chunk, runs))
+        self.failed = np.zeros(1, dtype=np.int64)  # the run of the group that diverged
 
     def advance(self, n_steps):
-        return _k.reduced_advance(
-            self.G, self.v, self.vs, self.rng, n_steps, self.K, self.N, *self.pars,
-            self.A, self.L, self.perm, self.z, self.u, self.c,
-        )
+        done = 0
+        while done < n_steps:
+            b = min(self.Z.shape[0], n_steps - done)
+            for j, rng in enumerate(self.rngs):
+                _k.draw_block(rng, *self.draw_pars, self.Z[:b, :, j], self.X2[:b, j],
+                              self.ZE[:b, j])
+            if len(self.rngs) == 1:  # scalar loops: faster than lanes for one run
+                n = self.G.shape[0]
+                completed = _k.reduced_advance_one(
+                    self.G.reshape(n, n), self.v.reshape(-1), self.vs, self.Z[:, :, 0],
+                    self.X2[:, 0], self.ZE[:, 0], b, self.K, self.N, *self.pars,
+                )
+            else:
+                completed = _k.reduced_advance_lanes(
+                    self.G, self.v, self.vs, self.Z, self.X2, self.ZE, b, self.K, self.N,
+                    *self.pars, self.failed,
+                )
+            done += completed
+            if completed < b:
+                break
+        return done
 
     def observe(self):
+        """(Q, R, v) now, with a leading run axis."""
         K = self.K
-        return self.G[:K, :K].copy(), self.G[:K, K:].copy(), self.v.copy()
+        Q = np.moveaxis(self.G[:K, :K], -1, 0).copy()
+        return Q, np.moveaxis(self.G[:K, K:], -1, 0).copy(), self.v.T.copy()
 
 
 def simulate(
@@ -362,22 +393,25 @@ class _Recorder:
             test_rng = np.random.Generator(
                 np.random.PCG64(np.random.SeedSequence(plan.seed, spawn_key=(2**32, 0))))
             self.X_test = test_rng.standard_normal((plan.test_set, plan.N))
-        cost = (K + M) * plan.N if plan.engine == "full" else (K + M) ** 3
+        self.tasks = _tasks(plan)
+        lanes = max(count for _, count in self.tasks)
+        cost = (K + M) * plan.N if plan.engine == "full" else (K + M) ** 3 * lanes
         self.segments = _segments(plan.steps, cost)
         self.lock, self.stop = threading.Lock(), threading.Event()
 
-    def _new_run(self, i):
+    def _new_task(self, first, count):
         p, s = self.plan, self.plan.setup
-        rng, rot_rng = _streams(p.seed, i)
+        rngs = [_streams(p.seed, i) for i in range(first, first + count)]
         pars = (s.act.code, s.eta, s.eta_v, s.sigma, s.weight_decay)
         if p.engine == "full":
-            return _FullRun(p.state0, p.F, p.N, rng, rot_rng, pars)
-        return _ReducedRun(p.state0, p.N, rng, pars + (p.max_norm,), RANK_RTOL, self.with_chi2)
+            return _FullRun(p.state0, p.F, p.N, *rngs[0], pars)
+        return _ReducedRuns(p.state0, p.N, [r[0] for r in rngs], pars + (p.max_norm,),
+                            RANK_RTOL, self.with_chi2)
 
-    def one_run(self, i):
-        """Run i to the last output time, recording its overlaps."""
+    def one_task(self, first, count):
+        """Runs first, ..., first + count - 1 to the last output time, recording their overlaps."""
         p = self.plan
-        run = self._new_run(i)
+        run = self._new_task(first, count)
         done = 0
         for n_steps, t in self.segments:
             if self.stop.is_set():
@@ -385,34 +419,49 @@ class _Recorder:
             if n_steps:
                 completed = run.advance(n_steps)
                 if completed < n_steps:
-                    raise _diverged(i, done + completed + 1, p, "at")
+                    lane = 0 if p.engine == "full" else int(run.failed[0])
+                    raise _diverged(first + lane, done + completed + 1, p, "at")
                 done += n_steps
                 if self.bar is not None:
                     with self.lock:
-                        self.bar.update(n_steps)
+                        self.bar.update(n_steps * count)
             if t >= 0:
-                self._record(run, i, t, done)
+                self._record(run, first, count, t, done)
 
-    def _record(self, run, i, t, done):
+    def _record(self, run, first, count, t, done):
+        K, M = self.plan.state0.K, self.plan.state0.M
         Q, R, v = run.observe()
+        Q, R, v = Q.reshape(count, K, K), R.reshape(count, K, M), v.reshape(count, K)
         m = self.plan.max_norm
-        if not (np.all(np.isfinite(Q)) and np.all(np.isfinite(v))
-                and np.abs(np.diag(Q)).max() <= m and np.abs(v).max() <= m):
-            raise _diverged(i, done, self.plan, "before")
-        self.Q[i, t], self.R[i, t], self.v[i, t] = Q, R, v
+        bad = ~(np.isfinite(Q).all(axis=(1, 2)) & np.isfinite(v).all(axis=1)
+                & (np.abs(np.diagonal(Q, axis1=1, axis2=2)).max(axis=1) <= m)
+                & (np.abs(v).max(axis=1) <= m))
+        if bad.any():
+            raise _diverged(first + int(np.argmax(bad)), done, self.plan, "before")
+        runs = slice(first, first + count)
+        self.Q[runs, t], self.R[runs, t], self.v[runs, t] = Q, R, v
         if self.eg_test is not None:
-            self.eg_test[i, t] = run.test_error(self.X_test, self.plan.setup.act.g)
+            self.eg_test[first, t] = run.test_error(self.X_test, self.plan.setup.act.g)
+
+
+def _tasks(plan: _Plan):
+    """(first run, number of runs) of each task: single runs for the full engine; for the
+    reduced engine groups of up to _LANES runs advanced in lockstep (a run's trajectory does not
+    depend on its group)."""
+    n_runs = plan.n_runs
+    lanes = min(_LANES, -(-n_runs // plan.workers)) if plan.engine == "reduced" else 1
+    lanes = lanes if lanes >= _MIN_LANES else 1
+    return [(i, min(lanes, n_runs - i)) for i in range(0, n_runs, lanes)]
 
 
 def _run_all(rec: _Recorder, workers: int) -> None:
-    """Run every run, in ``workers`` threads; the first error stops the others."""
-    n_runs = rec.plan.n_runs
-    if workers == 1:
-        for i in range(n_runs):
-            rec.one_run(i)
+    """Run every task, in ``workers`` threads; the first error stops the others."""
+    if workers == 1 or len(rec.tasks) == 1:
+        for task in rec.tasks:
+            rec.one_task(*task)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(rec.one_run, i) for i in range(n_runs)]
+    with ThreadPoolExecutor(max_workers=min(workers, len(rec.tasks))) as pool:
+        futures = [pool.submit(rec.one_task, *task) for task in rec.tasks]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
             for f in futures:

@@ -419,6 +419,11 @@ def _value(text: str):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["long"]:  # the cached long runs: book/specs -> book/data (long_runs.py)
+        from .long_runs import main as long_main
+
+        return long_main(argv[1:])
     parser = argparse.ArgumentParser(prog="tsode book", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute chapter notebooks with papermill into _build/notebooks")
@@ -435,6 +440,7 @@ def main(argv=None) -> int:
     b.add_argument("--committed", action="store_true",
                    help="render the committed notebooks, not those of _build/notebooks")
     sub.add_parser("list", help="list the chapters")
+    sub.add_parser("long", help="compute the cached long runs (long --help)")
     args = parser.parse_args(argv)
     if args.command == "run":
         params = {k: _value(v) for k, v in args.parameter}
