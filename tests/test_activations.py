@@ -211,3 +211,151 @@ def test_one_source_of_g_dg_and_codes(name):
     np.testing.assert_allclose(act.g(x), g, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(act.dg(x), dg, rtol=1e-14, atol=1e-15)
     assert act.g(x[:1000].reshape(2, 500, 1)).shape == (2, 500, 1) and act.dg(0.5).shape == ()
+
+
+# ---------------------------------------------------------------------------------------------
+# deterministic high-precision references (adaptive quadrature of 1-D Gaussian expectations)
+# ---------------------------------------------------------------------------------------------
+# Each integral is reduced by conditioning on one field (two for I4) to a 1-D (2-D) integral of
+# elementary conditional expectations E[f(mu + s z)], z ~ N(0, 1), which are standard results
+# independent of the closed forms under test:
+#   erf(x/sqrt2):  E[g] = erf(mu / sqrt(2 (1 + s^2))),
+#                  E[g'] = sqrt(2/pi) (1 + s^2)^-1/2 exp(-mu^2 / (2 (1 + s^2))),
+#                  E[g'(v) v] = mu / (1 + s^2) E[g'];
+#   relu:          E[g] = mu Phi(mu/s) + s phi(mu/s), E[g'] = Phi(mu/s), E[g'(v) v] = E[g];
+#   linear:        E[g] = mu, E[g'] = 1, E[g'(v) v] = mu.
+# The outer integral is scipy.integrate.quad (adaptive, split at the kink x = 0) against the
+# Gaussian density; ReLU I4 has its own quadrature and mpmath references in test_relu_i4.py.
+from scipy import integrate as _integrate
+from scipy import special as _special
+
+
+def _Phi(x):
+    return 0.5 * _special.erfc(-x / np.sqrt(2.0))
+
+
+def _cond_moments(name, mu, s):
+    """(E[g], E[g'], E[g'(v) v]) for v ~ N(mu, s^2)."""
+    if name == "linear":
+        return mu, 1.0, mu
+    if name == "erf":
+        q = 1.0 + s * s
+        dg = np.sqrt(2 / np.pi) / np.sqrt(q) * np.exp(-mu * mu / (2 * q))
+        return _special.erf(mu / np.sqrt(2 * q)), dg, mu / q * dg
+    if s < 1e-300:
+        return max(mu, 0.0), float(mu > 0), max(mu, 0.0)
+    g = mu * _Phi(mu / s) + s * np.exp(-0.5 * (mu / s) ** 2) / np.sqrt(2 * np.pi)
+    return g, _Phi(mu / s), g
+
+
+def _outer(f, var):
+    """E[f(x)], x ~ N(0, var), by adaptive quadrature on (-inf, 0) and (0, inf)."""
+    if var <= 0:
+        return f(0.0)
+    sd = np.sqrt(var)  # x = sd t, t ~ N(0, 1): the quadrature does not depend on the scale
+    dens = lambda t: f(sd * t) * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
+    opts = dict(epsabs=1e-15, epsrel=1e-12, limit=200)
+    return _integrate.quad(dens, -np.inf, 0, **opts)[0] + _integrate.quad(dens, 0, np.inf, **opts)[0]
+
+
+def _conditional(C, i, j):
+    """u_i | u_j = x ~ N(m x, s^2): (m, s)."""
+    if C[j, j] <= 0:
+        return 0.0, np.sqrt(C[i, i])
+    m = C[i, j] / C[j, j]
+    return m, np.sqrt(max(C[i, i] - m * C[i, j], 0.0))
+
+
+def reference_integral(name, integral, C):
+    """Deterministic high-precision value of I2, I3, J2 (all activations) and I4 (erf, linear)."""
+    act = tsode.activation(name)
+    g, dg = act.g, act.dg
+    if integral in ("I2", "J2"):
+        m, s = _conditional(C, 0, 1)
+        k = 0 if integral == "I2" else 1
+        outer = g if integral == "I2" else dg
+        return _outer(lambda x: float(outer(np.array(x))) * _cond_moments(name, m * x, s)[k],
+                      C[1, 1])
+    if integral == "I3":
+        # E[g'(u0) u1 g(u2)]: E[u1 | u0, u2] = a u0 + b u2 (least squares, also if singular)
+        a, b = C[1, [0, 2]] @ np.linalg.pinv(C[np.ix_([0, 2], [0, 2])])
+        m, s = _conditional(C, 0, 2)
+
+        def f(x):
+            _, e_dg, e_vdg = _cond_moments(name, m * x, s)
+            return (a * e_vdg + b * x * e_dg) * float(g(np.array(x)))
+
+        return _outer(f, C[2, 2])
+    return _reference_I4(name, C)
+
+
+def _reference_I4(name, C, n=120):
+    """E[g'(u0) g'(u1) g(u2) g(u3)] for erf and linear: the inner expectation over (u0, u1)
+    given (u2, u3) is Gaussian in closed form; the outer one is an n x n Gauss-Hermite product
+    rule in whitened (u2, u3) coordinates (smooth integrand: converges geometrically)."""
+    if name == "linear":
+        return C[2, 3]  # Isserlis: E[u2 u3]
+    S23, S = C[2:, 2:], C[:2, 2:]
+    w, V = np.linalg.eigh(S23)
+    L = V * np.sqrt(np.clip(w, 0, None))
+    B = S @ np.linalg.pinv(S23)
+    Sc = C[:2, :2] - B @ S.T
+    A = np.linalg.inv(np.eye(2) + Sc)
+    x, wx = np.polynomial.hermite_e.hermegauss(n)
+    wx = wx / wx.sum()
+    Z = np.stack(np.meshgrid(x, x, indexing="ij"), -1).reshape(-1, 2)
+    W = np.outer(wx, wx).ravel()
+    U = Z @ L.T                                  # (n^2, 2) samples of (u2, u3)
+    mu = U @ B.T                                 # conditional mean of (u0, u1)
+    inner = (2 / np.pi) * np.sqrt(np.linalg.det(A)) * np.exp(-0.5 * np.einsum("pi,ij,pj->p", mu, A, mu))
+    return float(np.sum(W * inner * _special.erf(U[:, 0] / np.sqrt(2)) * _special.erf(U[:, 1] / np.sqrt(2))))
+
+
+DETERMINISTIC = [(n, i) for n in ("erf", "relu", "linear") for i in ("I2", "I3", "I4", "J2")
+                 if (n, i) != ("relu", "I4")]
+
+
+@pytest.mark.parametrize("name, integral", DETERMINISTIC)
+def test_integrals_match_a_deterministic_reference(name, integral):
+    act = tsode.activation(name)
+    for c, C in enumerate(COVS):
+        n = {"I2": 2, "I3": 3, "I4": 4, "J2": 2}[integral]
+        scale = np.sqrt(np.prod(np.diag(C)[:n])) + 1e-300
+        ref = reference_integral(name, integral, C)
+        # quadrature accuracy ~1e-12 of the scale; 1e-9 leaves room for the conditioning
+        assert abs(exact(act, integral, C) - ref) <= 1e-9 * max(scale, 1.0), (c, ref)
+
+
+def test_erf_I4_reference_is_converged():
+    """The Gauss-Hermite rule of the erf I4 reference has converged (n = 120 vs 240)."""
+    for C in COVS:
+        assert _reference_I4("erf", C, 240) == pytest.approx(_reference_I4("erf", C), abs=1e-14)
+
+
+@pytest.mark.parametrize("name, integral", DETERMINISTIC)
+def test_deterministic_reference_rejects_a_wrong_implementation(name, integral):
+    """Power: the reference rejects the value with fields 0 and 1 of C swapped for I3 and the
+    implementation off by 1e-6 relative for the others (symmetric in their fields)."""
+    act = tsode.activation(name)
+    rejected = 0
+    for C in COVS:
+        n = {"I2": 2, "I3": 3, "I4": 4, "J2": 2}[integral]
+        scale = np.sqrt(np.prod(np.diag(C)[:n])) + 1e-300
+        right = exact(act, integral, C)
+        wrong = exact(act, integral, C[np.ix_([1, 0, 2, 3], [1, 0, 2, 3])]) \
+            if integral == "I3" and name != "linear" else right * (1 + 1e-6)
+        ref = reference_integral(name, integral, C)
+        rejected += abs(wrong - ref) > 1e-9 * max(scale, 1.0)
+    assert rejected >= len(COVS) // 2
+
+
+@pytest.mark.parametrize("name", ["erf", "relu", "linear"])
+@pytest.mark.parametrize("integral", ["I2", "I3", "I4", "J2"])
+def test_monte_carlo_check_rejects_a_wrong_implementation(monte_carlo, name, integral):
+    """Power of the 5-standard-error Monte Carlo check: an implementation 10 % off (the size of
+    a wrong convention, e.g. sigma vs sigma^2 at sigma ~ 0.9, or a missing factor) is rejected
+    on at least one covariance for every activation and integral."""
+    act = tsode.activation(name)
+    rejected = [abs(1.1 * exact(act, integral, C) - monte_carlo[(c, name, integral)][0])
+                > 5 * monte_carlo[(c, name, integral)][1] + 1e-12 for c, C in enumerate(COVS)]
+    assert any(rejected)

@@ -124,12 +124,22 @@ def test_trajectory_npz_roundtrip(tmp_path):
     assert tsode.generalisation_error(back.final, "erf") == pytest.approx(traj.eg[-1], rel=1e-12)
 
 
-def test_same_input_same_output():
+def test_output_does_not_depend_on_earlier_calls_or_the_output_grid():
+    """Deterministic and stateless: the same integration repeated after another one (other
+    activation, sizes and second layer: any cache keyed too coarsely would leak) gives
+    bit-identical output, and asking for a different output grid does not change the solution
+    at the common times (solve_ivp's steps do not depend on t_eval)."""
     state0 = tsode.initial_state(3, 2, "random", N=100, seed=0)
     setup = tsode.Setup("relu", eta=0.2, sigma=0.05)
     a = tsode.integrate(state0, setup, 20.0)
+    tsode.integrate(tsode.initial_state(2, 2, "random", N=100, seed=1, v="normal"),
+                    tsode.Setup("erf", eta=0.5, eta_v=0.1, sigma=0.1), 20.0)
     b = tsode.integrate(state0, setup, 20.0)
     np.testing.assert_array_equal(a.Q, b.Q)
+    np.testing.assert_array_equal(a.R, b.R)
+    c = tsode.integrate(state0, setup, 20.0, alphas=np.union1d(a.alpha, [2.5001, 7.5001]))
+    common = np.isin(c.alpha, a.alpha)
+    np.testing.assert_allclose(c.Q[common], a.Q, rtol=1e-12, atol=1e-15)
 
 
 # ---- bad input -----------------------------------------------------------------------------

@@ -7,6 +7,8 @@ corrected thresholds; the power test shows that the same test rejects a delibera
 """
 
 import copy
+import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -312,25 +314,52 @@ def test_reduced_engine_converges_to_the_ode_like_one_over_sqrt_n():
     assert np.all(np.diff(dev) < 0)
 
 
+CONVENTION_RUNS, CONVENTION_ALPHA = 48, 10.0
+
+
+@functools.lru_cache(maxsize=None)
+def _convention_sim(act, eta):
+    """Reduced SGD at N = 1e4 (48 runs to alpha = 10) with sigma, eta_v and kappa all active."""
+    state0 = tsode.initial_state(2, 2, "random", N=10_000, seed=2, v="normal")
+    setup = tsode.Setup(act, eta=eta, eta_v=0.5, sigma=0.3, weight_decay=0.05)
+    alphas = np.array([0.5, 1.5, 3.0, 10.0])
+    sim = tsode.simulate(state0, setup, N=10_000, alpha_max=CONVENTION_ALPHA, alphas=alphas,
+                         engine="reduced", n_runs=CONVENTION_RUNS, seed=1)
+    return state0, setup, alphas, sim
+
+
+def _convention_tstat(act, eta, ode_setup=None):
+    """Largest |t| of the run means of eg, Q, R, v against the ODE (of ``ode_setup``, default the
+    simulated setup) and the Bonferroni critical value (1 % two-sided)."""
+    state0, setup, alphas, sim = _convention_sim(act, eta)
+    ode = tsode.integrate(state0, ode_setup or setup, CONVENTION_ALPHA, alphas=alphas)
+    iu = np.triu_indices(2)
+    pairs = [(sim.eg, ode.eg), (sim.Q[..., iu[0], iu[1]], ode.Q[..., iu[0], iu[1]]),
+             (sim.R, ode.R), (sim.v, ode.v)]
+    runs = CONVENTION_RUNS
+    tstat = np.concatenate([
+        np.ravel((a.mean(0) - b) / (a.std(0, ddof=1) / np.sqrt(runs))) for a, b in pairs
+    ])
+    return np.abs(tstat).max(), stats.t.ppf(1 - 0.005 / tstat.size, df=runs - 1)
+
+
 @pytest.mark.parametrize("act, eta", [("erf", 1.0), ("relu", 0.5)])
 def test_noise_second_layer_and_weight_decay_follow_the_ode_conventions(act, eta):
     # at N = 1e4 the mean over runs must match the ODE (bias O(1/N) << standard error): checks
     # that sigma, eta_v and kappa mean the same thing in the simulator and in the ODE
-    runs = 24
-    state0 = tsode.initial_state(2, 2, "random", N=10_000, seed=2, v="normal")
-    setup = tsode.Setup(act, eta=eta, eta_v=0.5, sigma=0.3, weight_decay=0.05)
-    alphas = np.array([0.5, 1.5, 3.0])
-    ode = tsode.integrate(state0, setup, 3, alphas=alphas)
-    sim = tsode.simulate(state0, setup, N=10_000, alpha_max=3, alphas=alphas, engine="reduced",
-                         n_runs=runs, seed=1)
-    iu = np.triu_indices(2)
-    pairs = [(sim.eg, ode.eg), (sim.Q[..., iu[0], iu[1]], ode.Q[..., iu[0], iu[1]]),
-             (sim.R, ode.R), (sim.v, ode.v)]
-    tstat = np.concatenate([
-        np.ravel((a.mean(0) - b) / (a.std(0, ddof=1) / np.sqrt(runs))) for a, b in pairs
-    ])
-    crit = stats.t.ppf(1 - 0.005 / tstat.size, df=runs - 1)  # Bonferroni, 1 % two-sided
-    assert np.abs(tstat).max() < crit, (np.abs(tstat).max(), crit)
+    t, crit = _convention_tstat(act, eta)
+    assert t < crit, (t, crit)
+
+
+@pytest.mark.parametrize("act, eta", [("erf", 1.0), ("relu", 0.5)])
+@pytest.mark.parametrize("wrong", [dict(sigma=0.33), dict(eta_v=0.55), dict(weight_decay=0.055)])
+def test_convention_check_detects_a_10_percent_error(act, eta, wrong):
+    """Power: the same t-test rejects an ODE whose sigma, eta_v or kappa is 10 % off (with 24
+    runs to alpha = 3 a 10 % error in sigma for ReLU gave |t| = 4.4 against a critical 4.2;
+    48 runs to alpha = 10 give a clear margin)."""
+    setup = _convention_sim(act, eta)[1]
+    t, crit = _convention_tstat(act, eta, dataclasses.replace(setup, **wrong))
+    assert t > crit, (t, crit)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,22 @@ import numpy as np
 from ..asymptotics import erf_eg_star_leading, linear_eg_star
 from ..ode import integrate
 from ..order_parameters import OrderParameters, Setup, generalisation_error, initial_state
+from .accuracy import (  # the chapters call experiments.claimed and Result.fmt
+    ATOL,
+    PERTURBATION,
+    RTOL,
+    TIGHT,
+    TOL_FACTOR,
+    claimed,
+    fixed_point_accuracy,
+    ode_variants,
+    perturbed,
+    ratio_accuracy,
+    robust_format,
+    robust_magnitude,
+    spectrum_summary,
+    spread,
+)
 
 __all__ = [
     "MODES",
@@ -47,17 +63,41 @@ __all__ = [
     "both_layers",
     "fixed_points",
     "align_units",
+    "robust_format",
+    "spectrum_summary",
+    "robust_magnitude",
+    "claimed",
+    "perturbed",
+    "ode_variants",
+    "spread",
 ]
 
 MODES = ("fast", "full")
 
 
 class Result(SimpleNamespace):
-    """Data of one figure (attribute access); ``seconds`` is the wall time of the experiment."""
+    """Data of one figure (attribute access); ``seconds`` is the wall time of the experiment.
+
+    ``accuracy`` maps the name of a printed number to its numerical accuracy (same nesting as
+    the number: a float, or an array/dict indexed like it); :meth:`fmt` prints the number with
+    the digits that accuracy supports (:func:`robust_format`).
+    """
 
     def __repr__(self):
         keys = ", ".join(k for k in vars(self) if not k.startswith("_"))
         return f"Result({keys})"
+
+    def fmt(self, name: str, *keys, digits: int = 4) -> str:
+        """``getattr(self, name)[keys...]`` printed by :func:`robust_format` with its accuracy
+        ``self.accuracy[name][keys...]`` (a scalar accuracy applies to every entry);
+        ``digits=0``: sign and order of magnitude only (:func:`robust_magnitude`)."""
+        value, acc = getattr(self, name), self.accuracy[name]
+        for k in keys:
+            value = value[k]
+            acc = acc[k] if np.ndim(acc) or isinstance(acc, dict) else acc
+        if digits == 0:
+            return robust_magnitude(float(value), float(acc))
+        return robust_format(float(value), float(acc), digits=digits)
 
 
 #: mode -> settings, per experiment. Values common to both modes are given once.
@@ -250,17 +290,25 @@ def ode_vs_sgd(mode: str = "full", activation: str = "erf", seed: int = 0, overr
                         n_runs=s["runs_reduced"], alphas=alphas_sgd),
     }
     aligned = {k: align_units(t, ode.R[-1]) for k, t in sgd.items()}
+    alts = ode_variants(state0, setup, ode)
     res = Result(ode=ode, sgd=sgd, aligned=aligned, N=N, setup=setup, state0=state0, settings=s,
                  alpha_end=amax, eg_ode_end=float(ode.eg[-1]),
-                 eg_sgd_end={k: float(np.mean(np.atleast_2d(t.eg)[:, -1])) for k, t in sgd.items()})
+                 eg_sgd_end={k: float(np.mean(np.atleast_2d(t.eg)[:, -1])) for k, t in sgd.items()},
+                 accuracy=dict(eg_ode_end=float(spread(lambda t: t.eg[-1], ode, alts))))
     if activation == "erf":
-        # plateau: the ODE's eg where its logarithmic slope is smallest in magnitude, before escape
-        a, e = ode.alpha[1:], ode.eg[1:]
-        slope = np.gradient(np.log(e), np.log(a))
-        mid = (a > 1) & (a < a[np.argmin(slope)])
-        i = np.flatnonzero(mid)[np.argmin(np.abs(slope[mid]))]
-        res.plateau_alpha, res.plateau = float(a[i]), float(e[i])
+        res.plateau_alpha, res.plateau = _plateau(ode)
+        res.accuracy.update(plateau=float(spread(lambda t: _plateau(t)[1], ode, alts)),
+                            plateau_alpha=float(spread(lambda t: _plateau(t)[0], ode, alts)))
     return res
+
+
+def _plateau(ode):
+    """(α, ε_g) where the ODE's logarithmic slope is smallest in magnitude, before the escape."""
+    a, e = ode.alpha[1:], ode.eg[1:]
+    slope = np.gradient(np.log(e), np.log(a))
+    mid = (a > 1) & (a < a[np.argmin(slope)])
+    i = np.flatnonzero(mid)[np.argmin(np.abs(slope[mid]))]
+    return float(a[i]), float(e[i])
 
 
 @_timed
@@ -296,25 +344,38 @@ def convergence(mode: str = "full", seed: int = 0, overrides=None) -> Result:
 # chapter 2: training the first layer only
 # ==========================================================================================
 @functools.lru_cache(maxsize=None)
-def _ansatz_eg(M, L, eta, sigma):
-    """ε_g* at the exact erf first-layer fixed point on the set where the extra units coincide
-    (:func:`tsode.asymptotics.erf_symmetric_fixed_point`)."""
+def _ansatz(M, L, eta, sigma):
+    """(ε_g*, accuracy) at the exact erf first-layer fixed point on the set where the extra
+    units coincide (:func:`tsode.asymptotics.erf_symmetric_fixed_point`); the accuracy is the
+    change of ε_g* when Newton re-polishes from the state perturbed at PERTURBATION."""
     from ..asymptotics import erf_symmetric_fixed_point
 
-    return float(erf_symmetric_fixed_point(M, L, eta, sigma).eg)
+    fp = erf_symmetric_fixed_point(M, L, eta, sigma)
+    return float(fp.eg), fixed_point_accuracy(fp)
 
 
 @functools.lru_cache(maxsize=None)
-def _first_layer_odes(mode: str, act: str, seed: int, ov: tuple = ()):
+def _first_layer_odes(mode: str, act: str, seed: int, ov: tuple = (), variant: bool = False):
+    """{L: Trajectory} of the first-layer ODEs; ``variant``: the same redone by
+    :func:`ode_variants` (a list of two per L)."""
     s = settings("first_layer", mode, act, ov)
     out = {}
     for L in s.get(f"{act}_ode_L", s["L"]):
         K = s["M"] + L
         state0 = start(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 20, K))
         setup = Setup(act, eta=s["eta"], sigma=s["sigma"])
+        if variant:
+            out[L] = ode_variants(state0, setup, _first_layer_odes(mode, act, seed, ov)[L])
+            continue
         out[L] = integrate(state0, setup, s["alpha_read"],
                            alphas=np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_read"], 250)]))
     return out
+
+
+def _end_accuracy(mode, act, seed, ov) -> dict:
+    """{L: accuracy (:func:`spread`) of ε_g at the end of the first-layer ODE}."""
+    base, alts = (_first_layer_odes(mode, act, seed, ov, v) for v in (False, True))
+    return {L: float(spread(lambda t: t.eg[-1], base[L], alts[L])) for L in base}
 
 
 @_timed
@@ -327,31 +388,46 @@ def first_layer_curves(mode: str = "full", seed: int = 0, overrides=None) -> Res
     ov = _key(overrides)
     s = settings("first_layer", mode, "erf", ov)
     trajs = _first_layer_odes(mode, "erf", seed, ov)
-    ans = {L: _ansatz_eg(s["M"], L, s["eta"], s["sigma"]) for L in s["L"]}
-    return Result(trajectories=trajs, eg_ansatz=ans, M=s["M"], eta=s["eta"], sigma=s["sigma"],
-                  alpha_read=s["alpha_read"],
-                  eg_read={L: float(t.eg[-1]) for L, t in trajs.items()}, settings=s)
+    ans = {L: _ansatz(s["M"], L, s["eta"], s["sigma"]) for L in s["L"]}
+    return Result(trajectories=trajs, eg_ansatz={L: a[0] for L, a in ans.items()}, M=s["M"],
+                  eta=s["eta"], sigma=s["sigma"], alpha_read=s["alpha_read"],
+                  eg_read={L: float(t.eg[-1]) for L, t in trajs.items()}, settings=s,
+                  accuracy=dict(eg_read=_end_accuracy(mode, "erf", seed, ov),
+                                eg_ansatz={L: a[1] for L, a in ans.items()}))
 
 
 @_timed
 def first_layer_final(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     """ε_g* against L for erf (ODE, exact symmetric fixed point, leading order), linear (ODE,
     exact formula) and ReLU (ODE and SGD), first layer only.
+
+    The printed numbers ``erf_ratio`` (ODE / symmetric fixed point, L = 0, 1),
+    ``linear_ratio`` (ODE / exact) and ``relu_ode`` come with their ``accuracy``.
     """
     ov = _key(overrides)
     s_erf = settings("first_layer", mode, "erf", ov)
     M, eta, sigma, Ls = s_erf["M"], s_erf["eta"], s_erf["sigma"], s_erf["L"]
     erf_odes = _first_layer_odes(mode, "erf", seed, ov)
+    ans = [_ansatz(M, L, eta, sigma) for L in Ls]
     erf = dict(ode=np.array([erf_odes[L].eg[-1] for L in Ls]), alpha=s_erf["alpha_read"],
-               ansatz=np.array([_ansatz_eg(M, L, eta, sigma) for L in Ls]),
+               ansatz=np.array([a[0] for a in ans]),
                leading=np.array([erf_eg_star_leading(M, L, eta, sigma) for L in Ls]))
     s_lin = settings("first_layer", mode, "linear", ov)
     lin_odes = _first_layer_odes(mode, "linear", seed, ov)
     linear = dict(ode=np.array([lin_odes[L].eg[-1] for L in Ls]), alpha=s_lin["alpha_read"],
                   exact=np.array([linear_eg_star(M + L, eta, sigma) for L in Ls]))
     relu = _first_layer_relu(mode, seed, ov)
+    acc = {act: _end_accuracy(mode, act, seed, ov) for act in ("erf", "linear", "relu")}
     return Result(L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
-                  settings=s_erf)
+                  settings=s_erf, erf_ratio=erf["ode"] / erf["ansatz"],
+                  linear_ratio=linear["ode"] / linear["exact"], relu_ode=relu["ode"],
+                  accuracy=dict(
+                      erf_ratio=ratio_accuracy(erf["ode"], [acc["erf"][L] for L in Ls],
+                                                erf["ansatz"], [a[1] for a in ans]),
+                      linear_ratio=ratio_accuracy(linear["ode"],
+                                                   [acc["linear"][L] for L in Ls],
+                                                   linear["exact"], 0.0),
+                      relu_ode=np.array(list(acc["relu"].values()))))
 
 
 def _first_layer_relu(mode, seed, ov=()):
@@ -380,11 +456,11 @@ def _first_layer_relu(mode, seed, ov=()):
 def collapse(mode: str = "full", overrides=None) -> Result:
     """ε_g*/(ησ²) against L at the exact erf symmetric fixed point for several (η, σ)."""
     s = settings("collapse", mode, None, check_overrides(overrides))
-    ratio = {}
+    ratio, acc = {}, {}
     for eta, sigma in s["eta_sigma"]:
-        ratio[(eta, sigma)] = np.array(
-            [_ansatz_eg(s["M"], L, eta, sigma) / (eta * sigma**2) for L in s["L"]])
-    return Result(L=list(s["L"]), M=s["M"], ratio=ratio, settings=s,
+        ans = np.array([_ansatz(s["M"], L, eta, sigma) for L in s["L"]])
+        ratio[(eta, sigma)], acc[(eta, sigma)] = ans.T / (eta * sigma**2)
+    return Result(L=list(s["L"]), M=s["M"], ratio=ratio, settings=s, accuracy=dict(ratio=acc),
                   leading=np.array([erf_eg_star_leading(s["M"], L, 1.0, 1.0) for L in s["L"]]))
 
 
@@ -413,28 +489,52 @@ def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     corr = np.stack([tr.Q[:, k, l] / (d[:, k] * d[:, l]) for k, l in pairs], axis=1) if pairs \
         else np.zeros((tr.alpha.size, 0))
     i4 = int(np.argmin(np.abs(tr.alpha - 1e4)))
-    from ..asymptotics import erf_symmetric_fixed_point
+    from ..asymptotics import erf_symmetric_fixed_point, stability
 
     fp = erf_symmetric_fixed_point(M, K - M, s["eta"], s["sigma"])
-    a, e = tr.alpha[-20:], tr.eg[-20:]
-    exponent = float(np.polyfit(np.log(a), np.log(e), 1)[0])  # d ln eg / d ln alpha at the end
+    alts = ode_variants(state0, setup, tr)
+    ev_alt, _ = stability(perturbed(fp.state), setup)
     i_pair = int(np.argmax(corr[:, 0] < -0.99)) if pairs and (corr[:, 0] < -0.99).any() else None
     return Result(trajectory=tr, K=K, M=M, eta=s["eta"], sigma=s["sigma"], extra=extra,
+                  state0=state0, setup=setup,
                   extra_norm=np.stack([tr.Q[:, k, k] for k in extra], axis=1) if extra else None,
                   alpha_anti=None if i_pair is None else float(tr.alpha[i_pair]),
                   eg_ansatz=float(fp.eg), ansatz_max_real=fp.max_real,
-                  ansatz_n_unstable=fp.n_unstable, end_exponent=exponent,
+                  ansatz_n_unstable=fp.n_unstable, end_exponent=_end_exponent(tr),
                   extra_pairs=pairs, extra_corr=corr, alpha_max=s["alpha_max"],
-                  eg_1e4=float(tr.eg[i4]), eg_end=float(tr.eg[-1]), settings=s)
+                  eg_1e4=float(tr.eg[i4]), eg_end=float(tr.eg[-1]), settings=s,
+                  eg_1e4_ratio=float(tr.eg[i4]) / fp.eg,
+                  accuracy=dict(
+                      eg_1e4_ratio=float(ratio_accuracy(tr.eg[i4],
+                                                         spread(lambda t: t.eg[i4], tr, alts),
+                                                         fp.eg, fixed_point_accuracy(fp))),
+                      ansatz_max_real=abs(float(ev_alt.real.max()) - fp.max_real),
+                      end_exponent=float(spread(_end_exponent, tr, alts))))
+
+
+def _decade_exponent(tr) -> float:
+    """d ln ε_g / d ln α over the last decade of ``tr`` (least squares, :func:`fit_power_law`)."""
+    from ..asymptotics import fit_power_law
+
+    return fit_power_law(tr.alpha, tr.eg, alpha_min=tr.alpha[-1] / 10)[0]
+
+
+def _end_exponent(tr, n: int = 20) -> float:
+    """d ln ε_g / d ln α at the end of ``tr``: least-squares slope over the last n points."""
+    from ..asymptotics import fit_power_law
+
+    return fit_power_law(tr.alpha[-n:], tr.eg[-n:])[0]
 
 
 # ==========================================================================================
 # chapter 3: training both layers
 # ==========================================================================================
-def _denoiser_eg(K, M, eta, sigma):
+def _denoiser(K, M, eta, sigma):
+    """(ε_g*, accuracy) of the erf denoising fixed point (:func:`fixed_point_accuracy`)."""
     from ..asymptotics import denoising_fixed_point
 
-    return float(denoising_fixed_point(K, M, eta, eta, sigma).eg)
+    fp = denoising_fixed_point(K, M, eta, eta, sigma)
+    return float(fp.eg), fixed_point_accuracy(fp)
 
 
 @_timed
@@ -451,7 +551,13 @@ def both_layers(mode: str = "full", seed: int = 0, overrides=None,
     ``fixed_points`` {"erf": ε_g* of the denoisers}, ``alpha_read``, ``alpha_sgd``.
     """
     res = Result(trajectories={}, sgd={}, K={}, ode={}, ode_at_sgd={}, sgd_mean={}, sgd_err={},
-                 fixed_points={}, alpha_read={}, final_v={}, final_exponent={}, settings={})
+                 fixed_points={}, alpha_read={}, final_v={}, final_exponent={}, settings={},
+                 accuracy=dict(ode={}, fixed_points={}, fp_ratio={}, final_exponent={}),
+                 fp_ratio={}, state0={}, setup={},
+                 # significant digits the chapter prints of ode[act]: linear networks at
+                 # alpha = 1e7 drift like alpha^-1/2 and their error is known to ~3e-5 relative
+                 # at the default tolerances (it moves that much between CPUs), hence 2
+                 print_digits=dict(erf=4, relu=4, linear=2))
     for act in activations:
         s = settings("both_layers", mode, act, check_overrides(overrides))
         if act == "relu":
@@ -461,31 +567,42 @@ def both_layers(mode: str = "full", seed: int = 0, overrides=None,
         res.settings[act] = s
         res.K[act] = list(s["K"])
         res.alpha_read[act] = s["alpha_read"]
-        res.trajectories[act], res.sgd[act] = {}, {}
+        res.trajectories[act], res.sgd[act], res.state0[act] = {}, {}, {}
+        res.setup[act] = setup
         alphas = np.unique(np.concatenate([[0.0], np.geomspace(1e-2, s["alpha_read"], 300), [a_sgd]]))
         alphas_sgd = np.concatenate([[0.0], np.geomspace(1.0, a_sgd, s["n_points"])])
+        alts = {}
         for K in s["K"]:
             state0 = start(K, M, s["kind"], N=10_000, seed=_seed(seed, 30, K))
             tr = integrate(state0, setup, s["alpha_read"], alphas=alphas)
-            res.trajectories[act][K] = tr
+            res.trajectories[act][K], res.state0[act][K] = tr, state0
+            alts[K] = ode_variants(state0, setup, tr)
             if K in s["sgd_K"]:
                 res.sgd[act][K] = _sim(state0, setup, s["N"], a_sgd, engine="reduced",
                                        seed=_seed(seed, 31, K), n_runs=s["runs"],
                                        alphas=alphas_sgd)
         trs = res.trajectories[act]
         res.ode[act] = np.array([trs[K].eg[-1] for K in s["K"]])
+        res.accuracy["ode"][act] = np.array([spread(lambda t: t.eg[-1], trs[K], alts[K])
+                                             for K in s["K"]])
         i_sgd = int(np.argmin(np.abs(alphas - a_sgd)))
         res.ode_at_sgd[act] = np.array([trs[K].eg[i_sgd] for K in s["K"]])
         res.final_v[act] = {K: trs[K].v[-1].copy() for K in s["K"]}
         # local exponent d ln eps_g / d ln alpha over the last decade, per K
-        res.final_exponent[act] = np.array([
-            np.polyfit(np.log(t.alpha[m]), np.log(t.eg[m]), 1)[0]
-            for t in (trs[K] for K in s["K"]) for m in [t.alpha >= t.alpha[-1] / 10]])
+        res.final_exponent[act] = np.array([_decade_exponent(trs[K]) for K in s["K"]])
+        res.accuracy["final_exponent"][act] = np.array(
+            [spread(_decade_exponent, trs[K], alts[K]) for K in s["K"]])
         end = {K: np.atleast_2d(t.eg)[:, -1] for K, t in res.sgd[act].items()}
         res.sgd_mean[act] = np.array([end[K].mean() for K in s["sgd_K"]])
         res.sgd_err[act] = np.array([end[K].std(ddof=1) / np.sqrt(end[K].size) for K in s["sgd_K"]])
         if act == "erf":
-            res.fixed_points[act] = np.array([_denoiser_eg(K, M, s["eta"], s["sigma"]) for K in s["K"]])
+            fps = np.array([_denoiser(K, M, s["eta"], s["sigma"]) for K in s["K"]])
+            res.fixed_points[act], res.accuracy["fixed_points"][act] = fps.T
+            # K eps_g* / (M eps_g*(K = M)): ~1 for denoisers
+            res.fp_ratio[act] = np.array(s["K"]) * fps[:, 0] / (M * fps[0, 0])
+            res.accuracy["fp_ratio"][act] = ratio_accuracy(
+                np.array(s["K"]) * fps[:, 0], np.array(s["K"]) * fps[:, 1], M * fps[0, 0],
+                M * fps[0, 1])
     any_s = next(iter(res.settings.values()))
     res.sgd_K, res.N, res.runs, res.alpha_sgd = any_s["sgd_K"], any_s["N"], any_s["runs"], any_s["alpha_sgd"]
     return res
@@ -503,50 +620,77 @@ def fixed_points(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     (damped Newton, reported honestly when it does not converge). Returns, keyed by the case name
     ("erf, first layer", ...): ``states`` (OrderParameters), ``eg``, ``converged`` (None when no
     polishing was attempted), ``eigenvalues`` (Jacobian of the drift at the state),
-    ``n_unstable``, ``n_soft``, ``descriptions`` (:func:`tsode.asymptotics.describe`), ``alpha``.
+    ``n_unstable``, ``n_soft``, ``descriptions`` (:func:`tsode.asymptotics.describe`), ``alpha``,
+    and, from the same case redone as in :func:`ode_variants`, ``accuracy["eg"]``,
+    ``eigenvalues_alt`` and ``spectrum_text`` (:func:`spectrum_summary`).
     """
-    from ..asymptotics import describe, erf_symmetric_fixed_point, fixed_point, stability
+    from ..asymptotics import describe
 
     s = settings("fixed_points", mode, None, check_overrides(overrides))
     K, M = s["K"], s["M"]
     res = Result(states={}, eg={}, converged={}, eigenvalues={}, soft_tol={}, n_unstable={},
                  n_soft={}, descriptions={}, alpha={}, messages={}, spectrum_of={}, settings=s,
-                 K=K, M=M)
-    for act, layers, kind, eta, alpha, polish in s["cases"]:
+                 K=K, M=M, spectrum_text={}, eigenvalues_alt={}, accuracy=dict(eg={}))
+    for case in s["cases"]:
+        act, layers, alpha = case[0], case[1], case[4]
         name = f"{act}, {layers} layer" + ("s" if layers == "both" else "")
-        setup = Setup(act, eta=eta, eta_v=eta if layers == "both" else 0.0, sigma=s["sigma"])
-        salt = (20, K) if layers == "first" else (30, K)
-        state0 = start(K, M, kind, N=10_000, seed=_seed(seed, *salt))
-        tr = integrate(state0, setup, alpha, alphas=np.array([0.0, alpha]))
-        state = tr.final
+        c = _fixed_point_case(case, s, seed)
+        alts = [_fixed_point_case(case, s, seed, TOL_FACTOR, PERTURBATION),
+                _fixed_point_case(case, s, seed, TIGHT, 0.0)]
+        ev, soft_tol = np.asarray(c["ev"]), c["soft_tol"]
         res.alpha[name] = alpha
-        res.converged[name] = None
-        if polish is True:
-            fp = fixed_point(state, setup, raise_on_failure=False)
-            res.converged[name] = bool(fp.converged)
-            res.messages[name] = fp.message
-            if fp.converged:
-                state = fp.state
-                ev, soft_tol = fp.eigenvalues, fp.soft_tol
-                res.spectrum_of[name] = "fixed point"
-            else:
-                ev, soft_tol = stability(state, setup)
-                res.spectrum_of[name] = f"end of the integration (Newton did not converge)"
-        elif polish == "symmetric":
-            fp = erf_symmetric_fixed_point(M, K - M, eta, s["sigma"])
-            ev, soft_tol = fp.eigenvalues, fp.soft_tol
-            res.spectrum_of[name] = "symmetric fixed point"
-            res.messages[name] = f"slow mode: state at alpha = {alpha:g}; spectrum of {fp}"
-        else:
-            ev, soft_tol = stability(state, setup)
-            res.spectrum_of[name] = "end of the integration (no fixed point)"
-        ev = np.asarray(ev)
-        res.states[name] = state
-        res.eg[name] = generalisation_error(state, act)
+        res.converged[name] = c["converged"]
+        if "message" in c:
+            res.messages[name] = c["message"]
+        res.spectrum_of[name] = c["spectrum_of"]
+        res.states[name] = c["state"]
+        res.eg[name] = generalisation_error(c["state"], act)
+        res.accuracy["eg"][name] = float(spread(lambda c: generalisation_error(c["state"], act),
+                                                c, alts))
         res.eigenvalues[name] = ev
         res.soft_tol[name] = float(soft_tol)
         res.n_unstable[name] = int(np.sum(ev.real >= soft_tol))
         res.n_soft[name] = int(np.sum(np.abs(ev.real) < soft_tol))
-        res.descriptions[name] = describe(state)
+        res.eigenvalues_alt[name] = [np.asarray(a["ev"]) for a in alts]
+        res.spectrum_text[name] = spectrum_summary(ev, res.eigenvalues_alt[name], soft_tol)
+        res.descriptions[name] = describe(c["state"])
     res.linthresh = 1e-6  # |Re λ| below this is drawn on the linear part of the symlog axis
     return res
+
+
+def _fixed_point_case(case, s, seed, tol_factor: float = 1.0, rel: float = 0.0) -> dict:
+    """One case of :func:`fixed_points`: integrate (from the start perturbed at ``rel`` relative,
+    at ``tol_factor`` times the tolerances), polish, and the spectrum (state, ev, soft_tol, ...).
+    """
+    from ..asymptotics import erf_symmetric_fixed_point, fixed_point, stability
+
+    act, layers, kind, eta, alpha, polish = case
+    K, M = s["K"], s["M"]
+    setup = Setup(act, eta=eta, eta_v=eta if layers == "both" else 0.0, sigma=s["sigma"])
+    salt = (20, K) if layers == "first" else (30, K)
+    state0 = start(K, M, kind, N=10_000, seed=_seed(seed, *salt))
+    variant = rel > 0
+    tr = integrate(perturbed(state0, rel) if variant else state0, setup, alpha,
+                   alphas=np.array([0.0, alpha]), rtol=tol_factor * RTOL, atol=tol_factor * ATOL)
+    out = dict(state=tr.final, converged=None)
+    if polish is True:
+        fp = fixed_point(tr.final, setup, raise_on_failure=False)
+        out.update(converged=bool(fp.converged), message=fp.message)
+        if fp.converged:
+            out.update(state=fp.state, ev=fp.eigenvalues, soft_tol=fp.soft_tol,
+                       spectrum_of="fixed point")
+        else:
+            ev, soft_tol = stability(tr.final, setup)
+            out.update(ev=ev, soft_tol=soft_tol,
+                       spectrum_of="end of the integration (Newton did not converge)")
+    elif polish == "symmetric":
+        fp = erf_symmetric_fixed_point(M, K - M, eta, s["sigma"])
+        ev, soft_tol = (fp.eigenvalues, fp.soft_tol) if not variant else \
+            stability(perturbed(fp.state, rel), setup)
+        out.update(ev=ev, soft_tol=soft_tol, spectrum_of="symmetric fixed point",
+                   message=f"slow mode: state at alpha = {alpha:g}; spectrum of {fp}")
+    else:
+        ev, soft_tol = stability(tr.final, setup)
+        out.update(ev=ev, soft_tol=soft_tol,
+                   spectrum_of="end of the integration (no fixed point)")
+    return out
