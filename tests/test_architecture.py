@@ -61,7 +61,8 @@ def test_import_compiles_no_kernel_and_a_call_only_what_it_uses(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Unit sizes: no function over 80 lines, no engine module over 600 lines
+# Unit sizes: no function over 80 lines, no engine module over 600 lines (tsode/book/ has one,
+# experiments.py, that another change restructures)
 # --------------------------------------------------------------------------------------------
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tsode"
@@ -87,8 +88,9 @@ def _long_functions(path, limit):
                 yield f"{where}:{node.lineno} {node.name} ({n} lines)"
 
 
-def test_no_engine_function_over_80_lines():
-    bad = [f for p in _engine_modules() for f in _long_functions(p, MAX_FUNCTION_LINES)]
+def test_no_function_over_80_lines():
+    """Everywhere in tsode/, tsode/book/ included (it passes there too)."""
+    bad = [f for p in sorted(PACKAGE.rglob("*.py")) for f in _long_functions(p, MAX_FUNCTION_LINES)]
     assert not bad, "functions longer than 80 lines: " + "; ".join(bad)
 
 
