@@ -34,7 +34,7 @@ def main():
     K, M, eta, sigma = 10, 2, 0.1, 0.1
     first = tsode.Setup("erf", eta=eta, sigma=sigma)
     guess = tsode.initial_state(K, M, kind="informed", extra_std=0.02)
-    f = Drift(K, M, first, guess.T, guess.v_star, guess.v)
+    f = Drift.from_state(guess, first)
     y = f.pack(np.asarray(guess.Q), np.asarray(guess.R), np.asarray(guess.v))
     f(0.0, y)  # warm-up (compilation of the integrals)
     t_rhs, _ = best_of(lambda: f(0.0, y), 20)

@@ -2,6 +2,7 @@
 
     python benchmarks/ode.py            # all cases
     python benchmarks/ode.py --quick    # skip K = 50
+    python benchmarks/ode.py --process  # part 3 only
 
 Part 1 (issue 2 targets on a 2-core machine), best of a few repeats after one warm-up call:
 
@@ -19,10 +20,14 @@ whole process: Python, numpy, numba included). Target for erf K = 50: <= 2 GiB a
 (a quarter of the 476 s measured before the blocked Jacobian, with a 20.5 GiB peak).
 
 Part 3 (issue 10): the whole-process wall time of the erf K = 5 run of part 1 (one call to
-alpha = 1e4), ``import tsode`` included, measured from outside the process.
+alpha = 1e4), ``import tsode`` included, measured from outside the process (median of 5, after
+one run that fills the numba cache and writes bytecode as an installed package has it), next to
+the bare interpreter with ``import numba, scipy.integrate``.
 """
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -127,18 +132,32 @@ def large_cases(Ks):
               f"{r['nfev']:7d} {r['njev']:5d}", flush=True)
 
 
+def _process_seconds(code, repeats=5):
+    """Median wall time of ``python -c code`` as a whole process (bytecode written as pip does,
+    even where PYTHONDONTWRITEBYTECODE is set)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)  # warm the caches
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def whole_process():
     code = ("import tsode; s = tsode.initial_state(5, 2, 'random', N=1000, seed=0); "
             "tsode.integrate(s, tsode.Setup('erf', eta=0.5, sigma=0.1), 1e4)")
-    subprocess.run([sys.executable, "-c", code], check=True)  # warm the numba cache
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    print(f"\nwhole process (import tsode + erf K=5 to alpha=1e4): "
-          f"{time.perf_counter() - t0:.2f} s")
+    run = _process_seconds(code)
+    deps = _process_seconds("import numba, scipy.integrate")
+    print(f"\nwhole process, median of 5: import tsode + erf K=5 to alpha=1e4: {run:.2f} s; "
+          f"python -c 'import numba, scipy.integrate': {deps:.2f} s")
 
 
 def main():
     quick = "--quick" in sys.argv
+    if "--process" in sys.argv:
+        return whole_process()
     small_cases()
     cases = [(10, "erf"), (20, "erf")] + ([] if quick else [(50, "erf")]) + [(10, "relu")]
     large_cases(cases)

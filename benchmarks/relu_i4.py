@@ -46,7 +46,7 @@ def ode_indexed(K=5, M=2):
     """Indexed kernel vs gathered quadrature on Drift.idx4 at two states of the ODE benchmark."""
     state0 = tsode.initial_state(K, M, "random", N=1000, seed=0, v="ones", v_star="ones")
     setup = tsode.Setup("relu", eta=0.5, sigma=0.1)
-    f = Drift(K, M, setup, state0.T, state0.v_star, state0.v)
+    f = Drift.from_state(state0, setup)
     traj = tsode.integrate(state0, setup, 1e4, alphas=[0.0, 1e4])
     idx = f.idx4
     distinct = np.array([len(set(t)) == 4 for t in idx])

@@ -185,7 +185,7 @@ def test_ansatz_L2_is_a_slow_saddle_with_the_measured_escape_rate():
     # the rest of the spectrum is negative and much faster
     assert np.all(fp.eigenvalues.real[fp.eigenvalues.real < -fp.soft_tol] < -1e-3)
     setup = fp.setup
-    f = Drift(fp.state.K, M, setup, fp.state.T, fp.state.v_star, fp.state.v)
+    f = Drift.from_state(fp.state, setup)
     y_star = f.pack(np.asarray(fp.state.Q), np.asarray(fp.state.R), np.asarray(fp.state.v))
     w, V = np.linalg.eig(f.jacobian(0.0, y_star))
     u = np.real(V[:, np.argmax(w.real)])
@@ -380,13 +380,13 @@ def test_local_exponents_match_the_closed_form_drift_of_the_error():
     """Linear, first layer only, K = M = 1, v = v* = 1: e = Q - 2R + T obeys
     de/dalpha = -eta (2 - eta) e + eta^2 sigma^2 (see linear_eg_star) and eps_g = e/2, so the
     drift-based exponent at any state must be alpha (de/dalpha) / e."""
-    from tsode.asymptotics import _drift_of, local_exponents
+    from tsode.asymptotics import local_exponents
 
     eta, sigma, alpha = 0.1, 0.3, 3.0
     setup = tsode.Setup("linear", eta=eta, sigma=sigma)
     state = tsode.OrderParameters(Q=[[2.0]], R=[[0.5]], T=[[1.0]], v=[1.0], v_star=[1.0])
-    f = _drift_of(state, setup)
-    y = f.pack(np.asarray(state.Q), np.asarray(state.R), np.asarray(state.v))
+    f = Drift.from_state(state, setup)
+    y = f.pack_state(state)
     e = 2.0 - 2 * 0.5 + 1.0
     de = -eta * (2 - eta) * e + eta**2 * sigma**2
     assert local_exponents(f, y[None], [alpha])[0] == pytest.approx(alpha * de / e, rel=1e-8)

@@ -379,7 +379,7 @@ def test_indexed_tests_cover_every_pattern_the_ode_uses():
     from tsode.ode import Drift
 
     state = tsode.initial_state(3, 2, "random", N=100, seed=0)
-    f = Drift(3, 2, tsode.Setup("relu", eta=0.1), state.T, state.v_star, state.v)
+    f = Drift.from_state(state, tsode.Setup("relu", eta=0.1))
     used = {_pattern(t) for t in f.idx4}
     assert len(used) == 14 and (0, 1, 1, 0) not in used
     assert used <= {_pattern(t) for t in ALL_TUPLES}

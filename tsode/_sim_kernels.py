@@ -50,24 +50,6 @@ from .activations import ACT_CODES, dg_scalar, g_scalar  # noqa: F401  (one code
 _FM = {"reassoc", "contract"}  # allow vectorised dot products; keeps NaN/inf semantics
 
 
-@njit(cache=True, nogil=True)
-def g_array(code, x):
-    """Elementwise g on a 1-D array (used to test the scalar kernels)."""
-    out = np.empty_like(x)
-    for i in range(x.size):
-        out[i] = g_scalar(code, x[i])
-    return out
-
-
-@njit(cache=True, nogil=True)
-def dg_array(code, x):
-    """Elementwise g' on a 1-D array (used to test the scalar kernels)."""
-    out = np.empty_like(x)
-    for i in range(x.size):
-        out[i] = dg_scalar(code, x[i])
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Full engine: N-dimensional weights
 # ---------------------------------------------------------------------------------------------

@@ -249,24 +249,20 @@ def _linear_J2(C, a, b):
 # code, and returns (..., P): the integral over the fields idx[p]. Gathering the sub-covariance
 # inside the compiled loop is what makes the ODE right-hand side cheap.
 
-_SIG = "(n,n),(p,m),()->(p)"
-_TYPES = ["void(float64[:, :], int64[:, :], int64, float64[:])"]
 
-
-@guvectorize(_TYPES, _SIG, cache=True)
-def _I2_indexed(C, idx, code, out):
+def _pair_loop(C, idx, code, derivative, out):
+    """I2 (``derivative`` 0) or J2 (1): the two-point integrals share one compiled loop."""
     for p in range(idx.shape[0]):
         a, b = idx[p, 0], idx[p, 1]
         if code == _ERF:
-            out[p] = _erf_I2(C, a, b)
+            out[p] = _erf_J2(C, a, b) if derivative else _erf_I2(C, a, b)
         elif code == _RELU:
-            out[p] = _relu_I2(C, a, b)
+            out[p] = _relu_J2(C, a, b) if derivative else _relu_I2(C, a, b)
         else:
-            out[p] = _linear_I2(C, a, b)
+            out[p] = _linear_J2(C, a, b) if derivative else _linear_I2(C, a, b)
 
 
-@guvectorize(_TYPES, _SIG, cache=True)
-def _I3_indexed(C, idx, code, out):
+def _I3_loop(C, idx, code, out):
     for p in range(idx.shape[0]):
         a, b, c = idx[p, 0], idx[p, 1], idx[p, 2]
         if code == _ERF:
@@ -277,8 +273,7 @@ def _I3_indexed(C, idx, code, out):
             out[p] = _linear_I3(C, a, b, c)
 
 
-@guvectorize(_TYPES, _SIG, cache=True)
-def _I4_indexed(C, idx, code, out):
+def _I4_loop(C, idx, code, out):
     for p in range(idx.shape[0]):
         a, b, c, d = idx[p, 0], idx[p, 1], idx[p, 2], idx[p, 3]
         if code == _ERF:
@@ -287,34 +282,44 @@ def _I4_indexed(C, idx, code, out):
             out[p] = _linear_I4(C, a, b, c, d)
 
 
-@guvectorize(_TYPES, _SIG, cache=True)
-def _J2_indexed(C, idx, code, out):
-    for p in range(idx.shape[0]):
-        a, b = idx[p, 0], idx[p, 1]
-        if code == _ERF:
-            out[p] = _erf_J2(C, a, b)
-        elif code == _RELU:
-            out[p] = _relu_J2(C, a, b)
-        else:
-            out[p] = _linear_J2(C, a, b)
+_ARGS = "float64[:, :], int64[:, :], int64"
+#: loop, numba type signature and layout of each gufunc; "pair" serves I2 and J2
+_LOOPS = {
+    "pair": (_pair_loop, f"void({_ARGS}, int64, float64[:])", "(n,n),(p,m),(),()->(p)"),
+    "I3": (_I3_loop, f"void({_ARGS}, float64[:])", "(n,n),(p,m),()->(p)"),
+    "I4": (_I4_loop, f"void({_ARGS}, float64[:])", "(n,n),(p,m),()->(p)"),
+}
+#: The gufuncs built so far, by name ("pair", "I3", "I4").
+BUILT: dict = {}
 
 
-def _bind(gufunc, code):
-    """The indexed kernel ``(C, idx) -> (..., P)`` of one activation."""
+def indexed_gufunc(which: str):
+    """The compiled gufunc ``(C, idx, code[, derivative]) -> (..., P)`` named ``which``, built on
+    first use and cached on disk by numba (``cache=True``): importing tsode compiles (or loads)
+    nothing, and a run compiles only the integrals it calls."""
+    fn = BUILT.get(which)
+    if fn is None:
+        loop, sig, layout = _LOOPS[which]
+        fn = BUILT[which] = guvectorize([sig], layout, cache=True)(loop)
+    return fn
+
+
+def _bind(name, which, code, *extra):
+    """The indexed kernel ``(C, idx) -> (..., P)`` of one integral and activation."""
 
     def kernel(C, idx):
-        return gufunc(C, idx, code)
+        return indexed_gufunc(which)(C, idx, code, *extra)
 
-    kernel.__name__ = gufunc.__name__
+    kernel.__name__ = f"{name}_indexed"
     return kernel
 
 
 def _kernels(code) -> dict:
     return {
-        "I2": _bind(_I2_indexed, code),
-        "I3": _bind(_I3_indexed, code),
-        "I4": relu_I4_indexed if code == _RELU else _bind(_I4_indexed, code),
-        "J2": _bind(_J2_indexed, code),
+        "I2": _bind("I2", "pair", code, 0),
+        "I3": _bind("I3", "I3", code),
+        "I4": relu_I4_indexed if code == _RELU else _bind("I4", "I4", code),
+        "J2": _bind("J2", "pair", code, 1),
     }
 
 
