@@ -303,6 +303,43 @@ def fig_ode_vs_sgd(res):
     return fig
 
 
+def fig_fig1(res):
+    """The paper's Fig. 1(b): ε_g(α) for several K, ODE (lines) against one SGD run (markers) and
+    the median and percentile band of the reduced runs; below, R of the K = M student (the single
+    run, units relabelled to the ODE's final order) at the plateau and at the end."""
+    s = res.settings
+    fig, axd = plt.subplot_mosaic([["a", "a"], ["b", "c"]], figsize=(COLUMN_IN, 7.4),
+                                  height_ratios=[1.25, 1.0])
+    a = axd["a"]
+    floor = 1e-6
+    for i, (K, c) in enumerate(res.cases.items()):
+        col = COLORS[i % len(COLORS)]
+        t = c["runs"].alpha
+        a.fill_between(t[1:], np.maximum(c["lo"][1:], floor), np.maximum(c["hi"][1:], floor),
+                       color=col, alpha=0.18, lw=0)
+        a.plot(t[1:], np.maximum(c["median"][1:], floor), color=col, lw=1.0, ls="--")
+        ode_line(a, c["ode"].alpha[1:], np.maximum(c["ode"].eg[1:], floor), f"$K={K}$", col)
+        single = np.atleast_2d(c["single"].eg)[0]
+        a.plot(c["single"].alpha[1:], np.maximum(single[1:], floor), "x", color=col, ms=5, mew=1.2)
+    for j, al in enumerate(res.alpha_R):
+        a.annotate("(b)" if j == 0 else "(c)", (al, 1.5 * floor), ha="center", fontsize=9,
+                   xytext=(al, 12 * floor), arrowprops=dict(arrowstyle="->", lw=1.0))
+    a.set_ylim(floor, 2.0)
+    label(a, "alpha", "eg", logx=True, logy=True,
+          title=f"(a) erf, $N={s['fig1_N']}$, $M={s['fig1_M']}$, $\\eta={s['fig1_eta']}$")
+    engine = s["fig1_single_engine"]
+    band = s["fig1_band"]
+    legend_below(a, ncol=3, handles=[
+        *_entries(a).values(), proxy("ODE", "k", ls="-"),
+        proxy(f"one SGD run ({engine} engine)", "k", marker="x"),
+        proxy(f"median of {s['fig1_runs']} reduced runs", "k", ls="--"),
+        proxy(f"{band[0]}-{band[1]} % band", "0.6", ls="-", lw=6, alpha=0.4)])
+    for key, R, al in zip("bc", res.R_single, res.alpha_R):
+        heatmap(axd[key], R, vmax=1.0, xlabel="teacher $n$", ylabel="student $k$",
+                title=f"({key}) $R$ of $K={res.K0}$, $\\alpha\\approx{_sci(round(al))}$")
+    return fig
+
+
 def fig_convergence(res):
     """sup_α |ε_g^SGD − ε_g^ODE| against N with the fitted power law and the N^(-1/2) rate."""
     fig, ax = plt.subplots(figsize=(COLUMN_IN * 0.75, 4.0))
