@@ -694,3 +694,6 @@ def _fixed_point_case(case, s, seed, tol_factor: float = 1.0, rel: float = 0.0) 
         out.update(ev=ev, soft_tol=soft_tol,
                    spectrum_of="end of the integration (no fixed point)")
     return out
+
+
+from . import fig1 as _fig1  # noqa: E402,F401  (chapter 1, Fig. 1: registers SETTINGS["fig1"])

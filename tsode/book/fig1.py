@@ -66,7 +66,8 @@ def fig1(mode: str = "full", seed: int = 0, overrides=None) -> ex.Result:
     ODE's final specialisation) and ``R_ode``; key numbers ``plateau`` (ODE ε_g at the plateau of
     K = M), ``eg_end_ode`` / ``eg_end_sgd`` / ``eg_end_sgd_err`` per K (mean ± s.e. of the
     reduced runs at α_max) and ``escape`` per K (first α where the ODE's ε_g falls below a tenth
-    of the K = M plateau).
+    of the K = M plateau; ``escape_K0`` that of K = M). ``accuracy``: of ``plateau``,
+    ``plateau_alpha`` and ``escape_K0`` (:func:`tsode.book.accuracy.spread` over ODE variants).
     """
     s = ex.settings("fig1", mode, None, ex.check_overrides(overrides))
     cases = {K: _one_K(K, s, seed) for K in s["fig1_K"]}
@@ -83,11 +84,12 @@ def fig1(mode: str = "full", seed: int = 0, overrides=None) -> ex.Result:
     res = ex.Result(K=list(cases), K0=K0, cases=cases, settings=s, alpha_R=alpha_R,
                     R_single=R_single, R_ode=R_ode, plateau=plateau, plateau_alpha=a_plat,
                     escape={K: _escape(c["ode"], plateau / 10) for K, c in cases.items()})
+    res.escape_K0 = res.escape[K0]
     _end_numbers(res)
     alts = ex.ode_variants(cases[K0]["state0"], cases[K0]["setup"], ode0)
     res.accuracy = dict(plateau=float(ex.spread(lambda t: ex._plateau(t)[1], ode0, alts)),
                         plateau_alpha=float(ex.spread(lambda t: ex._plateau(t)[0], ode0, alts)),
-                        escape=float(ex.spread(lambda t: _escape(t, plateau / 10), ode0, alts)))
+                        escape_K0=float(ex.spread(lambda t: _escape(t, plateau / 10), ode0, alts)))
     return res
 
 
