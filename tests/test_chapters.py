@@ -104,6 +104,67 @@ def test_ch1_convergence_rate():
     assert np.all(np.diff(res.dev_mean) < 0)
 
 
+@pytest.fixture(scope="module")
+def fig1():
+    from tsode.book import fig1 as f1
+
+    return f1.fig1(FAST)
+
+
+def _fig1_tstats(res, eta_factor=1.0):
+    """|t| of the reduced runs' mean eg against the ODE (at eta_factor * eta) at every output time
+    up to the plateau of the K = M student, for every K, and the Bonferroni 1 % critical value."""
+    import dataclasses
+
+    out = []
+    for K, c in res.cases.items():
+        setup = dataclasses.replace(c["setup"], eta=eta_factor * c["setup"].eta)
+        tr = c["runs"]
+        ode = ex.integrate(c["state0"], setup, tr.alpha[-1], alphas=tr.alpha)
+        eg = np.atleast_2d(tr.eg)
+        keep = (tr.alpha > 0) & (tr.alpha <= res.plateau_alpha)
+        se = eg.std(axis=0, ddof=1) / np.sqrt(eg.shape[0])
+        t = np.abs(eg.mean(axis=0) - ode.eg)[keep] / se[keep]
+        out.append((t, stats.t.ppf(1 - 0.005 / (2 * keep.sum()), df=eg.shape[0] - 1)))
+    return out
+
+
+def test_ch1_fig1_sgd_follows_the_ode_through_the_plateau(fig1):
+    """Fig. 1: the paper's setting (N = 784, M = 4, eta = 0.2); the run means of every K agree with
+    the ODE within a Bonferroni t-band of their standard errors up to the plateau."""
+    assert fig1.settings["fig1_N"] == 784 and fig1.settings["fig1_M"] == 4
+    assert fig1.settings["fig1_eta"] == 0.2 and len(fig1.K) >= 2 and fig1.K0 == 4
+    for t, crit in _fig1_tstats(fig1):
+        assert np.all(t < crit), (t.max(), crit)
+
+
+def test_ch1_fig1_check_rejects_a_wrong_ode(fig1):
+    """Power: the same band rejects the ODE of a learning rate 10 % off, for every K."""
+    for t, crit in _fig1_tstats(fig1, 1.1):
+        assert t.max() > crit, (t.max(), crit)
+
+
+def test_ch1_fig1_R_unspecialised_then_permutation(fig1):
+    """Panel (b): on the plateau every R_kn of the K = 4 run is near the symmetric value (each unit
+    has learned the mean of the 4 teacher units: R_kn between 0.1 and 0.35, measured 0.14-0.31);
+    panel (c): R is a permutation matrix to 1e-2 after specialisation."""
+    Rb, Rc = (np.asarray(R) for R in fig1.R_single)
+    assert np.all((Rb > 0.1) & (Rb < 0.35)), Rb
+    assert np.allclose(np.sort(Rc, axis=1)[:, -1], 1.0, atol=1e-2)
+    assert np.allclose(np.sort(Rc, axis=1)[:, :-1], 0.0, atol=1e-2)
+    assert sorted(np.argmax(Rc, axis=1)) == [0, 1, 2, 3]
+
+
+def test_ch1_fig1_plateau_and_escape(fig1):
+    # the K = 4 plateau at eps_g ~ 0.037 (measured 0.0369) between alpha 10 and 1000, left by
+    # alpha ~ 900 (measured 876); larger students sit higher on their plateaus
+    assert 0.02 < fig1.plateau < 0.06 and 10 < fig1.plateau_alpha < 1000
+    assert fig1.plateau_alpha < fig1.escape_K0 < fig1.settings["fig1_alpha_max"]
+    i = {K: np.argmin(np.abs(c["ode"].alpha - fig1.plateau_alpha)) for K, c in fig1.cases.items()}
+    eg = [fig1.cases[K]["ode"].eg[i[K]] for K in fig1.K]
+    assert np.all(np.diff(eg) > 0), eg
+
+
 # ==========================================================================================
 # chapter 2: training the first layer only
 # ==========================================================================================
@@ -328,8 +389,8 @@ GLUED_ONLY = {"final_exponent"}
 
 
 @pytest.fixture(scope="module")
-def checked_results(ode_vs_sgd, first_layer, both_layers, fixed_points):
-    return [ode_vs_sgd, ex.first_layer_curves(FAST), first_layer, ex.collapse(FAST),
+def checked_results(ode_vs_sgd, fig1, first_layer, both_layers, fixed_points):
+    return [ode_vs_sgd, fig1, ex.first_layer_curves(FAST), first_layer, ex.collapse(FAST),
             ex.slow_mode(FAST), both_layers, fixed_points]
 
 
