@@ -407,6 +407,30 @@ def test_ch4_fixed_points_and_spectra(fixed_points, first_layer):
     assert res.n_soft["linear, first layer"] > 0
 
 
+def test_ch4_relu_first_layer_top_eigenvalue_is_positive_and_soft(fixed_points):
+    """The chapter says the polished ReLU first-layer state is NOT shown stable: its largest
+    Re(eigenvalue) is positive (measured +6.1e-6) but inside the soft band (|Re| < soft_tol), i.e.
+    within what the neutral split direction and the finite-difference Jacobian leave undecided."""
+    ev = fixed_points.eigenvalues["relu, first layer"].real
+    assert 0 < ev.max() < fixed_points.soft_tol["relu, first layer"], (ev.max(),)
+    assert fixed_points.spectrum_text["relu, first layer"]["top"].startswith("+")
+
+
+def test_ch4_spectra_figure_separates_fixed_points(fixed_points):
+    """Fixed-point spectra are drawn above the end states that are not fixed points."""
+    from tsode.book import plotting
+
+    fig = plotting.fig_spectra(fixed_points)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    where = [next(i for i, t in enumerate(texts) if t.startswith(n)) for n in fixed_points.eigenvalues]
+    fixed = [w for n, w in zip(fixed_points.eigenvalues, where)
+             if fixed_points.spectrum_of[n].endswith("fixed point")]
+    other = [w for n, w in zip(fixed_points.eigenvalues, where)
+             if not fixed_points.spectrum_of[n].endswith("fixed point")]
+    assert fixed and other and max(fixed) < min(other)
+    assert any("not fixed points" in t for t in texts)
+
+
 def test_overrides_change_the_settings():
     res = ex.collapse(FAST, overrides={"L": [0, 1], "eta_sigma": [(0.1, 0.1)]})
     assert res.L == [0, 1] and list(res.ratio) == [(0.1, 0.1)]

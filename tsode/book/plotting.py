@@ -553,14 +553,13 @@ def fig_spectra(res):
     activation for stable/unstable directions, grey for soft modes (|Re λ| below the soft-mode
     threshold). Fixed points (symmetric or Newton-polished) on top; below a dashed line, states
     that are not fixed points (ends of integrations), whose spectra are only indicative."""
-    fixed = [n for n in res.eigenvalues if "fixed point" in res.spectrum_of[n]
-             and "not" not in res.spectrum_of[n]]
+    fixed = [n for n in res.eigenvalues if res.spectrum_of[n].endswith("fixed point")]
     names = fixed + [n for n in res.eigenvalues if n not in fixed]  # fixed points first
     fig, ax = plt.subplots(figsize=(COLUMN_IN, 0.8 * len(names) + 1.9))
     if 0 < len(fixed) < len(names):  # separate the spectra of states that are not fixed points
         ax.axhline(len(fixed) - 0.5, color="k", lw=1.0, ls="--")
-        ax.text(0.99, len(fixed) - 0.45, "below: not fixed points (end states of the ODE)",
-                transform=ax.get_yaxis_transform(), fontsize=MIN_FONT_PT, ha="right", va="top")
+        ax.text(0.99, len(fixed) - 0.55, "above: fixed points; below: end states (not fixed points)",
+                transform=ax.get_yaxis_transform(), fontsize=MIN_FONT_PT, ha="right", va="bottom")
     for i, name in enumerate(names):
         ev = np.real(np.asarray(res.eigenvalues[name]))
         soft = np.abs(ev) < res.soft_tol[name]
