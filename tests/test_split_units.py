@@ -60,7 +60,8 @@ def test_identical_pairs_follow_the_merged_ode_at_twice_the_learning_rate(act, r
     systems give the same eps_g(alpha). Linear: to the solver tolerance. ReLU: measured 1e-4
     relative at alpha = 3 (rtol 1e-10) — the ReLU integrals of the K = 4 system are evaluated at
     a singular covariance (two coincident units, the kink), where they are less accurate; the
-    tolerance 1e-3 is 10x that. Power: at eta instead of 2 eta they differ by > 20 %."""
+    tolerance 1e-3 is 10x that. Power: at eta instead of 2 eta they differ by > 10 % (measured
+    >= 14 %)."""
     W = np.array([[0.3, 0.1, 0.0, 0.0], [0.3, 0.1, 0.0, 0.0],
                   [0.0, 0.2, 0.1, 0.0], [0.0, 0.2, 0.1, 0.0]])
     state = _state(W, [E[0], E[1]])
@@ -72,7 +73,7 @@ def test_identical_pairs_follow_the_merged_ode_at_twice_the_learning_rate(act, r
                        rtol=1e-10)
     assert np.allclose(split.eg, merged.eg, rtol=rtol, atol=0)
     wrong = integrate(merge_units(state), setup, 3.0, alphas=alphas)
-    assert np.all(np.abs(wrong.eg[1:] / split.eg[1:] - 1) > 0.2)
+    assert np.all(np.abs(wrong.eg[1:] / split.eg[1:] - 1) > 0.1)
 
 
 def test_bad_input():
