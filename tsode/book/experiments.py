@@ -664,6 +664,7 @@ def _fixed_point_case(case, s, seed, tol_factor: float = 1.0, rel: float = 0.0) 
 
 # chapter 1 (modules of their own; they register their SETTINGS)
 from . import fig1 as _fig1  # noqa: E402,F401
+from . import split as _split  # noqa: E402,F401  (chapter 4, split units)
 from . import convergence as _convergence  # noqa: E402
 
 

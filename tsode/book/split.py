@@ -106,6 +106,25 @@ def records(res) -> list[dict]:
     return out
 
 
+def fixed_point_records(res) -> list[dict]:
+    """summary.json records of chapter 4's table (:func:`experiments.fixed_points`): ε_g of each
+    state, method ``fixed_point`` for fixed points (symmetric or Newton-polished), ``ode`` for the
+    end of an integration without a fixed point."""
+    s = res.settings
+    out = []
+    for case in s["cases"]:
+        act, layers, _, eta = case[:4]
+        name = f"{act}, {layers} layer" + ("s" if layers == "both" else "")
+        fixed = res.spectrum_of[name].endswith("fixed point")
+        out.append(dict(
+            id=f"ch4-{act}-{layers}", chapter=4, claim=f"state reached: {name}",
+            quantity="eps_g", value=float(res.eg[name]), stderr=None,
+            method="fixed_point" if fixed else "ode", alpha=None if fixed else res.alpha[name],
+            N=None, runs=None, activation=act, layers=layers, K=res.K, M=res.M, eta=eta,
+            sigma=s["sigma"], reference=None, reference_source=None))
+    return out
+
+
 def fig_split_units(res):
     """ε_g* against L: chapter 2's SGD (mean ± s.e. at the last α of the long run), the merged
     fixed points of even splits, and the state Newton finds for the unmerged K = 4 student."""
@@ -119,7 +138,7 @@ def fig_split_units(res):
                   f"SGD, $N={res.sgd['N']}$, $\\alpha={pl._sci(res.sgd['alpha'])}$ (chapter 2)",
                   pl.COLORS[0], "o")
     pl.reference_line(ax, res.L, [res.eg_merged[L] for L in res.L],
-                      "merged fixed point (even split)", "k", marker="x", ms=7)
+                      "merged fixed point (even split)", "k", ls="none", marker="x", ms=7, mew=1.5)
     L4 = len(res.state4.v) - res.settings["split_M"]
     ax.plot([L4], [res.eg4], "D", color=pl.COLORS[1], mfc="none", ms=8, mew=1.4,
             label=f"unmerged $K={len(res.state4.v)}$ Newton state")
