@@ -108,14 +108,14 @@ def records(res) -> list[dict]:
 
 def fixed_point_records(res) -> list[dict]:
     """summary.json records of chapter 4's table (:func:`experiments.fixed_points`): ε_g of each
-    state, method ``fixed_point`` for fixed points (symmetric or Newton-polished), ``ode`` for the
-    end of an integration without a fixed point."""
+    state, method ``fixed_point`` for Newton-polished states, ``ode`` for ends of integrations
+    (including erf with the first layer, whose state is the slow mode's at α = 10⁴)."""
     s = res.settings
     out = []
     for case in s["cases"]:
         act, layers, _, eta = case[:4]
         name = f"{act}, {layers} layer" + ("s" if layers == "both" else "")
-        fixed = res.spectrum_of[name].endswith("fixed point")
+        fixed = res.spectrum_of[name] == "fixed point"  # the state is the polished one
         out.append(dict(
             id=f"ch4-{act}-{layers}", chapter=4, claim=f"state reached: {name}",
             quantity="eps_g", value=float(res.eg[name]), stderr=None,
