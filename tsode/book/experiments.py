@@ -109,11 +109,6 @@ SETTINGS: dict[str, dict] = {
         fast=dict(N=500, runs_full=2, runs_reduced=8),
         full=dict(N=1000, runs_full=4, runs_reduced=32),
     ),
-    "convergence": dict(
-        common=dict(K=2, M=2, eta=0.5, sigma=0.0, activation="erf", alpha_max=10.0, n_points=41),
-        fast=dict(N=[100, 1_000, 10_000], runs=[64, 32, 8]),
-        full=dict(N=[100, 1_000, 10_000, 100_000], runs=[128, 64, 32, 8]),
-    ),
     "first_layer": dict(
         common=dict(M=2, L=[0, 1, 2, 3, 4], eta=0.1, sigma=0.1),
         erf=dict(kind="random", alpha_read=1e4),
@@ -309,35 +304,6 @@ def _plateau(ode):
     mid = (a > 1) & (a < a[np.argmin(slope)])
     i = np.flatnonzero(mid)[np.argmin(np.abs(slope[mid]))]
     return float(a[i]), float(e[i])
-
-
-@_timed
-def convergence(mode: str = "full", seed: int = 0, overrides=None) -> Result:
-    r"""Convergence of SGD to the ODE: :math:`\langle\sup_\alpha|\epsilon_g^{SGD}-\epsilon_g^{ODE}|\rangle`
-    against N with the reduced engine (cost per step independent of N, so N up to 10⁵).
-
-    All N start from the same macroscopic state (sampled once at N = 10⁴), on a fixed α window.
-    Returns ``N``, ``dev_mean``, ``dev_err`` (standard error over runs), the fitted log-log
-    ``slope`` and ``fit_intercept``.
-    """
-    s = settings("convergence", mode, None, check_overrides(overrides))
-    K, M = s["K"], s["M"]
-    state0 = start(K, M, "random", N=10_000, seed=_seed(seed, 10))
-    setup = Setup(s["activation"], eta=s["eta"], sigma=s["sigma"])
-    alphas = np.linspace(0.0, s["alpha_max"], s["n_points"])
-    ode = integrate(state0, setup, s["alpha_max"], alphas=alphas)
-    dev_mean, dev_err = [], []
-    for i, (N, runs) in enumerate(zip(s["N"], s["runs"])):
-        tr = _sim(state0, setup, N, s["alpha_max"], engine="reduced", seed=_seed(seed, 11, i),
-                  n_runs=runs, alphas=alphas)
-        dev = np.abs(np.atleast_2d(tr.eg) - ode.eg[None, :]).max(axis=1)
-        dev_mean.append(dev.mean())
-        dev_err.append(dev.std(ddof=1) / np.sqrt(dev.size))
-    dev_mean, dev_err = np.array(dev_mean), np.array(dev_err)
-    slope, intercept = np.polyfit(np.log(s["N"]), np.log(dev_mean), 1)
-    return Result(N=list(s["N"]), runs=list(s["runs"]), dev_mean=dev_mean, dev_err=dev_err,
-                  slope=float(slope), fit_intercept=float(intercept), ode=ode, setup=setup,
-                  settings=s)
 
 
 # ==========================================================================================
@@ -694,3 +660,14 @@ def _fixed_point_case(case, s, seed, tol_factor: float = 1.0, rel: float = 0.0) 
         out.update(ev=ev, soft_tol=soft_tol,
                    spectrum_of="end of the integration (no fixed point)")
     return out
+
+
+# chapter 1 (modules of their own; they register their SETTINGS)
+from . import fig1 as _fig1  # noqa: E402,F401
+from . import split as _split  # noqa: E402,F401  (chapter 4, split units)
+from . import convergence as _convergence  # noqa: E402
+
+
+def convergence(mode: str = "full", seed: int = 0, overrides=None) -> Result:
+    """Chapter 1's convergence test (:func:`tsode.book.convergence.convergence`)."""
+    return _convergence.convergence(mode, seed, overrides)

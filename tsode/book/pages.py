@@ -22,10 +22,10 @@ __all__ = ["CHAPTER_EXPERIMENTS", "SUMMARY_KEYS", "rerun_section", "record", "re
 
 #: The experiments (keys of SETTINGS) each chapter runs.
 CHAPTER_EXPERIMENTS = {
-    "01_odes": ["ode_vs_sgd", "convergence"],
+    "01_odes": ["fig1", "ode_vs_sgd", "convergence"],
     "02_first_layer": ["first_layer", "collapse", "slow_mode"],
     "03_both_layers": ["both_layers"],
-    "04_fixed_points": ["fixed_points"],
+    "04_fixed_points": ["fixed_points", "split_units"],
 }
 #: The fields of a record of book/data/summary.json (issue 12).
 SUMMARY_KEYS = ("id", "chapter", "claim", "quantity", "value", "stderr", "method", "alpha", "N",

@@ -303,19 +303,61 @@ def fig_ode_vs_sgd(res):
     return fig
 
 
+def fig_fig1(res):
+    """The paper's Fig. 1(b): ε_g(α) for several K, ODE (lines) against one SGD run (markers) and
+    the median and percentile band of the reduced runs; below, R of the K = M student (the single
+    run, units relabelled to the ODE's final order) at the plateau and at the end."""
+    s = res.settings
+    fig, axd = plt.subplot_mosaic([["a", "a"], ["b", "c"]], figsize=(COLUMN_IN, 7.4),
+                                  height_ratios=[1.25, 1.0])
+    a = axd["a"]
+    floor = 1e-6
+    for i, (K, c) in enumerate(res.cases.items()):
+        col = COLORS[i % len(COLORS)]
+        t = c["runs"].alpha
+        a.fill_between(t[1:], np.maximum(c["lo"][1:], floor), np.maximum(c["hi"][1:], floor),
+                       color=col, alpha=0.18, lw=0)
+        a.plot(t[1:], np.maximum(c["median"][1:], floor), color=col, lw=1.0, ls="--")
+        ode_line(a, c["ode"].alpha[1:], np.maximum(c["ode"].eg[1:], floor), f"$K={K}$", col)
+        single = np.atleast_2d(c["single"].eg)[0]
+        a.plot(c["single"].alpha[1:], np.maximum(single[1:], floor), "x", color=col, ms=5, mew=1.2)
+    for j, al in enumerate(res.alpha_R):
+        a.annotate("(b)" if j == 0 else "(c)", (al, 1.5 * floor), ha="center", fontsize=9,
+                   xytext=(al, 12 * floor), arrowprops=dict(arrowstyle="->", lw=1.0))
+    a.set_ylim(floor, 2.0)
+    label(a, "alpha", "eg", logx=True, logy=True,
+          title=f"(a) erf, $N={s['fig1_N']}$, $M={s['fig1_M']}$, $\\eta={s['fig1_eta']}$")
+    engine = s["fig1_single_engine"]
+    band = s["fig1_band"]
+    legend_below(a, ncol=3, handles=[
+        *_entries(a).values(), proxy("ODE", "k", ls="-"),
+        proxy(f"one SGD run ({engine} engine)", "k", marker="x"),
+        proxy(f"median of {s['fig1_runs']} reduced runs", "k", ls="--"),
+        proxy(f"{band[0]}-{band[1]} % band", "0.6", ls="-", lw=6, alpha=0.4)])
+    for key, R, al in zip("bc", res.R_single, res.alpha_R):
+        heatmap(axd[key], R, vmax=1.0, xlabel="teacher $n$", ylabel="student $k$",
+                title=f"({key}) $R$ of $K={res.K0}$, $\\alpha\\approx{_sci(round(al))}$")
+    return fig
+
+
 def fig_convergence(res):
-    """sup_α |ε_g^SGD − ε_g^ODE| against N with the fitted power law and the N^(-1/2) rate."""
-    fig, ax = plt.subplots(figsize=(COLUMN_IN * 0.75, 4.0))
+    """Mean over runs (± s.e.) of sup_α |X^SGD − X^ODE| against N for X = ε_g, Q, R (single runs,
+    largest entry), with the fitted power laws and the N^(-1/2) rate of the theorem."""
+    fig, ax = plt.subplots(figsize=(COLUMN_IN * 0.8, 4.4))
     N = np.asarray(res.N, dtype=float)
-    sgd_points(ax, N, res.dev_mean, res.dev_err, "reduced SGD (mean ± s.e.)", COLORS[0], "s")
-    Ns = np.geomspace(N.min() / 1.5, N.max() * 1.5, 50)
-    ode_line(ax, Ns, np.exp(res.fit_intercept) * Ns**res.slope,
-             f"fit: slope {res.slope:.2f}", COLORS[0], lw=1.2)
-    ref = res.dev_mean[0] * (Ns / N[0]) ** -0.5
+    Ns = np.geomspace(N.min() / 1.4, N.max() * 1.4, 50)
+    names = {"eg": r"$\epsilon_g$", "Q": r"$Q$", "R": r"$R$"}
+    for i, (q, name) in enumerate(names.items()):
+        c = COLORS[i]
+        sgd_points(ax, N, res.dev_mean[q], res.dev_err[q], None, c, "osD"[i])
+        ode_line(ax, Ns, np.exp(res.intercept[q]) * Ns ** res.slope[q],
+                 f"{name}: slope {res.slope[q]:.2f} ± {res.slope_err[q]:.2f}", c, lw=1.2)
+    ref = res.dev_mean["R"][0] * (Ns / N[0]) ** -0.5
     reference_line(ax, Ns, ref, r"$\propto N^{-1/2}$ (theorem)")
-    label(ax, "N", r"$\sup_\alpha |\epsilon_g^{\rm SGD} - \epsilon_g^{\rm ODE}|$",
-          logx=True, logy=True)
-    legend_below(ax)
+    label(ax, "N", r"$\langle\sup_{\alpha\leq%g}|X^{\rm SGD} - X^{\rm ODE}|\rangle$"
+          % res.settings["alpha_max"], logx=True, logy=True)
+    legend_below(ax, handles=[*_entries(ax).values(), proxy("reduced SGD (mean ± s.e.)", "0.3",
+                                                           marker="s")])
     return fig
 
 
@@ -509,9 +551,15 @@ def fig_fixed_point_maps(res):
 def fig_spectra(res):
     """Real parts of the eigenvalues of the drift's Jacobian (symlog axis): ticks coloured by
     activation for stable/unstable directions, grey for soft modes (|Re λ| below the soft-mode
-    threshold)."""
-    names = list(res.eigenvalues)
-    fig, ax = plt.subplots(figsize=(COLUMN_IN, 0.8 * len(names) + 1.4))
+    threshold). Fixed points (symmetric or Newton-polished) on top; below a dashed line, states
+    that are not fixed points (ends of integrations), whose spectra are only indicative."""
+    fixed = [n for n in res.eigenvalues if res.spectrum_of[n].endswith("fixed point")]
+    names = fixed + [n for n in res.eigenvalues if n not in fixed]  # fixed points first
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 0.8 * len(names) + 1.9))
+    if 0 < len(fixed) < len(names):  # separate the spectra of states that are not fixed points
+        ax.axhline(len(fixed) - 0.5, color="k", lw=1.0, ls="--")
+        ax.text(0.99, len(fixed) - 0.55, "above: fixed points; below: end states (not fixed points)",
+                transform=ax.get_yaxis_transform(), fontsize=MIN_FONT_PT, ha="right", va="bottom")
     for i, name in enumerate(names):
         ev = np.real(np.asarray(res.eigenvalues[name]))
         soft = np.abs(ev) < res.soft_tol[name]
