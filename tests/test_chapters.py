@@ -508,7 +508,7 @@ CHECK_DIGITS = {"ansatz_max_real": 0, "eg_1e4_ratio": 3}
 
 
 def _printed(res, name, keys, value, acc):
-    digits = CHECK_DIGITS.get(name, 4)
+    digits = getattr(res, "digits", {}).get(name, CHECK_DIGITS.get(name, 4))
     if name == "ode":
         digits = res.print_digits[keys[0]]
     if digits == 0:

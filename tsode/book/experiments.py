@@ -87,10 +87,14 @@ class Result(SimpleNamespace):
         keys = ", ".join(k for k in vars(self) if not k.startswith("_"))
         return f"Result({keys})"
 
-    def fmt(self, name: str, *keys, digits: int = 4) -> str:
+    def fmt(self, name: str, *keys, digits: int | None = None) -> str:
         """``getattr(self, name)[keys...]`` printed by :func:`robust_format` with its accuracy
         ``self.accuracy[name][keys...]`` (a scalar accuracy applies to every entry);
-        ``digits=0``: sign and order of magnitude only (:func:`robust_magnitude`)."""
+        ``digits=0``: sign and order of magnitude only (:func:`robust_magnitude`); default: the
+        result's ``digits[name]`` if it has one (a number that sits near a formatting edge at 4
+        digits is printed with fewer), else 4."""
+        if digits is None:
+            digits = getattr(self, "digits", {}).get(name, 4)
         value, acc = getattr(self, name), self.accuracy[name]
         for k in keys:
             value = value[k]
@@ -596,7 +600,10 @@ def fixed_points(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     K, M = s["K"], s["M"]
     res = Result(states={}, eg={}, converged={}, eigenvalues={}, soft_tol={}, n_unstable={},
                  n_soft={}, descriptions={}, alpha={}, messages={}, spectrum_of={}, settings=s,
-                 K=K, M=M, spectrum_text={}, eigenvalues_alt={}, accuracy=dict(eg={}))
+                 K=K, M=M, spectrum_text={}, eigenvalues_alt={}, accuracy=dict(eg={}),
+                 # 3 digits: at 4, linear both layers (8.9954e-05 +- 4e-11) sits 24 accuracies
+                 # from a rounding edge, too close for tests/test_chapters.py's boundary check
+                 digits=dict(eg=3))
     for case in s["cases"]:
         act, layers, alpha = case[0], case[1], case[4]
         name = f"{act}, {layers} layer" + ("s" if layers == "both" else "")
