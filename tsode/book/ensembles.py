@@ -284,3 +284,49 @@ def long_records(res) -> list[dict]:
             M=res.M, eta=res.eta, sigma=res.sigma, reference=row["ode"],
             reference_source="ODE from the same initial state (tsode.integrate)"))
     return out
+
+
+def disagreements(res, z_max: float = 3.0) -> str:
+    """The (activation, size) points of :func:`sgd_at_read_time` where SGD and ODE differ by
+    more than ``z_max`` standard errors, as text ("none" if there are none)."""
+    bad = [f"{a} {d['dim']} = {n} ({(m - o) / o:+.1%}, {z:+.1f} s.e.)"
+           for a, d in res.data.items() if not d["missing"]
+           for n, m, o, z in zip(d["size"], d["mean"], d["ode"], d["z"]) if abs(z) > z_max]
+    return "; ".join(bad) if bad else "none"
+
+
+def unit_norms(name: str, alpha: float, **sel) -> np.ndarray:
+    """(runs, K) norms Q_kk of the student units in the cached sweep ``name`` at the stored
+    time nearest ``alpha`` (task ``sel``)."""
+    ds, msg = load_ensemble(name)
+    if ds is None:
+        raise long_runs.StaleCache(msg)
+    K = _K(ds, {k: v for k, v in sel.items() if k in ("L", "K")})
+    i = int(np.argmin(np.abs(ds["alpha"].values - alpha)))
+    Q = ds["Q"].sel(sel).isel(alpha=i).values[:, :K, :K]
+    return np.einsum("rkk->rk", Q)
+
+
+def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0):
+    """ReLU, first layer: the SGD ensemble at α = 10³ (where chapter 2 reads it) and 10⁴, and
+    the smallest unit norm min_k Q_kk per run at 10⁴ (a dead unit has Q_kk → 0), and the ODE at
+    10³ and 10⁴ from the chapter's start (``ode_chapter``, unit norms ``ode_chapter_norms`` at
+    10⁴) and from the ensemble's stored start (``ode_store``, ``ode_store_norms``).
+    Returns a Result (eg_1e3, eg_1e4: ensemble_stats dicts; min_norm, max_norm (runs,))."""
+    from .experiments import Result
+
+    ds, msg = load_ensemble(name)
+    if ds is None:
+        return Result(missing=msg)
+    from .experiments import _seed, start
+
+    M, eta, sigma = _spec(ds)["M"], _spec(ds)["eta"], _spec(ds)["sigma"]
+    state0 = start(M + L, M, "small", N=10_000, seed=_seed(seed, 20, M + L))  # chapter's start
+    tr = integrate(state0, Setup("relu", eta=eta, sigma=sigma), 1e4, alphas=[0.0, 1e3, 1e4])
+    return Result(missing="", L=L, ode_chapter=tr.eg[1:].copy(),
+                  ode_chapter_norms=np.diag(tr.Q[-1]).copy(),
+                  ode_store=ode_from_store(name, [0.0, 1e3, 1e4], L=L).eg[1:].copy(),
+                  ode_store_norms=np.diag(ode_from_store(name, [0.0, 1e3, 1e4], L=L).Q[-1]).copy(),
+                  eg_1e3=sgd_at(ds, 1e3, L=L), eg_1e4=sgd_at(ds, 1e4, L=L),
+                  min_norm=unit_norms(name, 1e4, L=L).min(axis=1),
+                  max_norm=unit_norms(name, 1e4, L=L).max(axis=1))
