@@ -330,3 +330,18 @@ def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0):
                   eg_1e3=sgd_at(ds, 1e3, L=L), eg_1e4=sgd_at(ds, 1e4, L=L),
                   min_norm=unit_norms(name, 1e4, L=L).min(axis=1),
                   max_norm=unit_norms(name, 1e4, L=L).max(axis=1))
+
+
+def long_verdict(res, z_max: float = 2.0) -> str:
+    """One sentence per (L, N) of :func:`long_times` at the last stored α: SGD below, within
+    or above the ODE (|z| <= z_max counts as within); "cache missing" without data."""
+    if res.missing:
+        return "the cache erf_long is missing, so this comparison is not shown"
+    last = max(r["alpha"] for r in res.table)
+    out = []
+    for r in (r for r in res.table if r["alpha"] == last):
+        where = ("below" if r["z"] < -z_max else "above" if r["z"] > z_max else "within error of")
+        out.append(f"L = {r['L']}, N = {r['N']}: SGD {r['mean']:.3e} ± {r['stderr']:.1e}, "
+                   f"{where} the ODE ({r['ode']:.3e}; symmetric fixed point "
+                   f"{res.eg_sym[r['L']]:.3e})")
+    return f"α = {last:.0e}: " + "; ".join(out)
