@@ -342,6 +342,6 @@ def long_verdict(res, z_max: float = 2.0) -> str:
     for r in (r for r in res.table if r["alpha"] == last):
         where = ("below" if r["z"] < -z_max else "above" if r["z"] > z_max else "within error of")
         out.append(f"L = {r['L']}, N = {r['N']}: SGD {r['mean']:.3e} ± {r['stderr']:.1e}, "
-                   f"{where} the ODE ({r['ode']:.3e}; symmetric fixed point "
+                   f"{where} the ODE ({r['ode']:.2e}; symmetric fixed point "
                    f"{res.eg_sym[r['L']]:.3e})")
     return f"α = {last:.0e}: " + "; ".join(out)
