@@ -345,3 +345,36 @@ def long_verdict(res, z_max: float = 2.0) -> str:
                    f"{where} the ODE ({r['ode']:.2e}; symmetric fixed point "
                    f"{res.eg_sym[r['L']]:.3e})")
     return f"α = {last:.0e}: " + "; ".join(out)
+
+
+# ------------------------------------------------------------------------------------------
+# chapter 3: the initialisation
+# ------------------------------------------------------------------------------------------
+def initialisation_contrast(mode: str = "full", seed: int = 0, alpha: float = ALPHA_READ):
+    """Both layers, ODE ε_g at ``alpha`` against K for three starts, per activation (erf,
+    ReLU): the authors' start (v at the first layer's scale, v* = 1), the same with
+    v* ~ N(0, 1) (drawn with the student; ODE only), and the contrast v = 1, v* = 1 (the start
+    this book used before). ``v_star``: the one N(0, 1) draw used for every K. Fast mode: K ≤ FAST_MAX_K. Returns a Result with ``K`` and
+    ``eg[(act, start)]`` (S,) for start in ("authors", "vstar_normal", "v_ones").
+    """
+    from .experiments import Result, _seed, settings
+
+    s = settings("both_layers", mode, "erf")
+    # one teacher v* ~ N(0, 1) for every K, so that the K are comparable
+    v_star = np.random.default_rng(_seed(seed, 32)).standard_normal(s["M"])
+    starts = {"authors": dict(v="scaled"), "vstar_normal": dict(v="scaled", v_star=v_star),
+              "v_ones": dict(v="ones")}
+    eg, Ks = {}, {}
+    for act in ("erf", "relu"):
+        s = settings("both_layers", mode, act)
+        Ks[act] = [K for K in s["K"] if mode == "full" or K <= FAST_MAX_K]
+        setup = Setup(act, eta=s["eta"], eta_v=s["eta"], sigma=s["sigma"])
+        for name, kw in starts.items():
+            from ..order_parameters import initial_state
+
+            eg[(act, name)] = np.array([float(integrate(
+                initial_state(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 30, K),
+                              orthogonal_teacher=True, **kw),
+                setup, alpha, alphas=[0.0, alpha]).eg[-1]) for K in Ks[act]])
+    return Result(K=Ks, eg=eg, alpha=alpha, v_star=v_star,
+                  accuracy=dict(eg={k: ODE_REL_ACCURACY * np.abs(v) for k, v in eg.items()}))
