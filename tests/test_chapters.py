@@ -204,8 +204,10 @@ def test_ch3_erf_decreases_with_K(both_layers):
     res = both_layers
     ode = res.ode["erf"]
     assert np.all(np.diff(ode) < 0)
-    # erf, both layers: settled (local exponent ~ 0) by alpha = 1e6
-    assert np.all(np.abs(res.final_exponent["erf"]) < 0.05)
+    # erf, both layers: K = M settled (local exponent ~ 0) over the last decade. Since the
+    # chapter uses the authors' start (v ~ N(0, 1), issue 12 point 7) the students with K > M
+    # are still moving there (measured exponents -0.07 ... -0.26): only K = M is asserted
+    assert abs(res.final_exponent["erf"][0]) < 0.05
     # K = 2 and 4 reach their denoising fixed point by alpha = 1e6 (relative 1e-3: the slowest
     # stable rate there is ~2e-6, so the approach is not fully exponential yet at 1e6)
     for k in (2, 4):
