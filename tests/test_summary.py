@@ -134,3 +134,15 @@ def test_long_times_missing_cache_is_reported_not_raised():
         assert {r["L"] for r in E.long_records(res)} >= {2}
     else:
         assert "erf_long" in res.missing and "python -m tsode.book long" in res.missing
+
+
+def test_noiseless_over_parameterisation_costs_nothing_asymptotically():
+    """σ = 0 (chapter 2): at α = 10⁴ the error of every L is below 5 % of the noisy one and it
+    keeps decaying: the L = 4 student's power-law fit has a negative exponent resolved to
+    better than ±0.3 (one s.e.). A wrong noiseless run (σ left at 0.1) fails the first check."""
+    from tsode.book import noiseless
+
+    r = noiseless.noiseless(FAST)
+    for L in r.L:
+        assert r.eg_1e4[L] < 0.05 * r.eg_1e4_noisy[L], L
+    assert r.exponent[4] < -1 and r.exponent_err[4] < 0.3
