@@ -30,11 +30,16 @@ def fig_sgd_at_read_time(res):
         if not np.all(np.isnan(d["reference"])):
             reference_line(ax, x, d["reference"], d["reference_source"].split(" (")[0], "k")
         label(ax, d["dim"], f"$\\epsilon_g(\\alpha={_sci(d['alpha'])})$", title=title)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        ax.set_xticks(x)
-        ax.set_ylim(bottom=0)
-        legend_below(ax)
+        _size_axes(ax, x)
     return fig
+
+
+def _size_axes(ax, x):
+    """Integer size ticks, a scientific y axis from 0, the legend below."""
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.set_xticks(x)
+    ax.set_ylim(bottom=0)
+    legend_below(ax)
 
 
 def fig_long_times(res):
