@@ -9,6 +9,10 @@ from .plotting import (ACT_COLORS, _sci, label, legend_below, ode_line, panels, 
 
 __all__ = ["fig_sgd_at_read_time", "fig_long_times"]
 
+#: legend labels of the reference values (first word of ensembles' reference_source)
+_SHORT = {"closed": r"closed form ($N\to\infty$)", "symmetric-ansatz": "symmetric fixed point",
+          "denoising": "denoising fixed point"}
+
 
 def fig_sgd_at_read_time(res):
     """ε_g at α = res.alpha against the size, one panel per activation: SGD mean ± s.e.
@@ -28,7 +32,8 @@ def fig_sgd_at_read_time(res):
         ax.plot(x, d["median"], "x", color="0.4", label="SGD median")
         ode_line(ax, x, d["ode"], "ODE, same start", ACT_COLORS[act], marker="o", ms=3)
         if not np.all(np.isnan(d["reference"])):
-            reference_line(ax, x, d["reference"], d["reference_source"].split(" (")[0], "k")
+            reference_line(ax, x, d["reference"], _SHORT.get(d["reference_source"].split(" ")[0],
+                                                             "reference"), "k")
         label(ax, d["dim"], f"$\\epsilon_g(\\alpha={_sci(d['alpha'])})$", title=title)
         _size_axes(ax, x)
     return fig
