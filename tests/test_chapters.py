@@ -1,7 +1,8 @@
 """Regression tests of each chapter's key numbers (PySDM-style figure smoke tests).
 
 Every test calls the same :mod:`tsode.book.experiments` function as the chapter notebook, in the fast
-mode, and compares the plotted numbers with closed forms, the paper's values (PAPER-NOTES.md,
+mode, and compares the plotted numbers with closed forms, reference values labelled by their
+true source (the authors' Mathematica notebook, this project's own ODE computations; PAPER-NOTES.md,
 quoted to 3-4 significant digits) or the physics the chapter states. Tolerances are justified
 next to each assertion: "rounding" means half a unit of the last quoted digit; ODE values are
 converged to ~1e-8 relative (solver rtol) unless the chapter says the value is read at a finite α;
@@ -222,7 +223,10 @@ def test_ch1_fig1_plateau_and_escape(fig1):
 # ==========================================================================================
 # chapter 2: training the first layer only
 # ==========================================================================================
-PAPER_ERF_FIRST_LAYER = {0: (1.920e-4, 4), 1: (3.694e-4, 4), 2: (5.595e-4, 4), 4: (9.83e-4, 3)}
+#: erf, first layer, M = 2, eta = sigma = 0.1: eps_g* at the symmetric-ansatz fixed point, from
+#: the authors' published Mathematica notebook (github sgoldt/pyscm, "Overparameterised ODES
+#: Erf.nb"; book/references.bib goldt2019pyscm) — not printed in the paper's readable text
+AUTHORS_NOTEBOOK_ERF_FIRST_LAYER = {0: (1.920e-4, 4), 1: (3.694e-4, 4), 2: (5.595e-4, 4), 4: (9.83e-4, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -230,9 +234,9 @@ def first_layer():
     return ex.first_layer_final(FAST)
 
 
-def test_ch2_exact_symmetric_fixed_point_matches_paper_values(first_layer):
+def test_ch2_exact_symmetric_fixed_point_matches_the_authors_notebook(first_layer):
     res = first_layer
-    for L, (value, digits) in PAPER_ERF_FIRST_LAYER.items():
+    for L, (value, digits) in AUTHORS_NOTEBOOK_ERF_FIRST_LAYER.items():
         assert abs(res.erf["ansatz"][res.L.index(L)] - value) <= rounding(value, digits), L
 
 
@@ -296,7 +300,9 @@ def test_ch2_slow_mode():
 # ==========================================================================================
 # chapter 3: training both layers
 # ==========================================================================================
-PAPER_DENOISER = {2: (1.886e-4, 4), 4: (9.31e-5, 3), 6: (6.18e-5, 3)}
+#: erf, both layers, M = 2, eta = eta_v = sigma = 0.1: eps_g* of the denoising fixed points, this
+#: project's own independent ODE computations (PAPER-NOTES.md; not the paper's numbers)
+OWN_ODE_DENOISER = {2: (1.886e-4, 4), 4: (9.31e-5, 3), 6: (6.18e-5, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -305,10 +311,10 @@ def both_layers():
     return ex.both_layers(FAST, overrides={"runs": 16})
 
 
-def test_ch3_denoising_fixed_points_match_paper_values(both_layers):
+def test_ch3_denoising_fixed_points_match_own_ode_values(both_layers):
     res = both_layers
     K, fp = res.K["erf"], res.fixed_points["erf"]
-    for k, (value, digits) in PAPER_DENOISER.items():
+    for k, (value, digits) in OWN_ODE_DENOISER.items():
         assert abs(fp[K.index(k)] - value) <= rounding(value, digits), k
     # (M/K) scaling: K eps*(K) / (M eps*(M)) = 1 within 2 % when K is a multiple of M
     for k in (4, 6):
@@ -319,8 +325,10 @@ def test_ch3_erf_decreases_with_K(both_layers):
     res = both_layers
     ode = res.ode["erf"]
     assert np.all(np.diff(ode) < 0)
-    # erf, both layers: settled (local exponent ~ 0) by alpha = 1e6
-    assert np.all(np.abs(res.final_exponent["erf"]) < 0.05)
+    # erf, both layers: K = M settled (local exponent ~ 0) over the last decade. Since the
+    # chapter uses the authors' start (v ~ N(0, 1), issue 12 point 7) the students with K > M
+    # are still moving there (measured exponents -0.07 ... -0.26): only K = M is asserted
+    assert abs(res.final_exponent["erf"][0]) < 0.05
     # K = 2 and 4 reach their denoising fixed point by alpha = 1e6 (relative 1e-3: the slowest
     # stable rate there is ~2e-6, so the approach is not fully exponential yet at 1e6)
     for k in (2, 4):

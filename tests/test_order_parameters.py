@@ -137,3 +137,24 @@ def test_import_tsode_loads_no_book_dependencies():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"import tsode loaded {out.stdout.strip()}"
+
+
+def test_initial_state_v_scaled_is_the_authors_start():
+    """v="scaled": second layer N(0, init_std²) — the same draw as v="normal" times init_std;
+    statistically std 1e-3 for "small" (K = 4000 draws: relative s.e. 1/sqrt(2K) ≈ 1.1 %);
+    rejected for the N -> inf kinds, which have no first-layer scale."""
+    import numpy as np
+    import pytest
+
+    from tsode import initial_state
+
+    a = initial_state(3, 2, "small", N=200, seed=5, v="scaled")
+    b = initial_state(3, 2, "small", N=200, seed=5, v="normal")
+    np.testing.assert_array_equal(a.v, 1e-3 * b.v)
+    np.testing.assert_array_equal(a.Q, b.Q)
+    big = initial_state(4000, 1, "small", N=2, seed=0, v="scaled")
+    assert abs(big.v.std() / 1e-3 - 1) < 5 * (1 / np.sqrt(2 * 4000))
+    r = initial_state(3, 2, "random", N=200, seed=5, v="scaled")
+    np.testing.assert_array_equal(r.v, initial_state(3, 2, "random", N=200, seed=5, v="normal").v)
+    with pytest.raises(ValueError, match="v must be"):
+        initial_state(3, 2, "informed", v="scaled")

@@ -260,7 +260,10 @@ def initial_state(
         v_k = v*_m / (number of copies of m).
     N : input dimension used to sample "random"/"small" states.
     seed : seed of the numpy Generator.
-    v, v_star : "ones", "normal" (N(0,1) entries) or arrays.
+    v, v_star : "ones", "normal" (N(0,1) entries) or arrays; for "random"/"small" also
+        ``v="scaled"``: entries N(0, init_std²), the student's second layer at the scale of its
+        first layer (the authors' start when both layers are trained: std 1e-3 for "small");
+        the same draw as ``v="normal"`` multiplied by init_std.
     orthogonal_teacher : for "random"/"small", orthogonalise the teacher rows so that
         T = teacher_std² I exactly (the N -> inf value) while the student stays random.
 
@@ -311,7 +314,10 @@ def _sampled_state(K, M, N, std, teacher_std, rng, v, vs, orthogonal_teacher):
             raise ValueError(f"orthogonal_teacher needs M <= N, got M={M}, N={N}")
         W_star = teacher_std * np.sqrt(N) * np.linalg.qr(W_star.T)[0].T
     W = std * rng.standard_normal((K, N))
-    vv = _second_layer(v, K, rng, "v")
+    if isinstance(v, str) and v == "scaled":  # the authors' start when both layers are trained
+        vv = std * _second_layer("normal", K, rng, "v")
+    else:
+        vv = _second_layer(v, K, rng, "v")
     return OrderParameters(
         Q=W @ W.T / N, R=W @ W_star.T / N, T=W_star @ W_star.T / N, v=vv, v_star=vs
     )

@@ -132,15 +132,17 @@ SETTINGS: dict[str, dict] = {
         full=dict(),
     ),
     "both_layers": dict(
-        common=dict(M=2, sigma=0.1, sgd_K=[2, 4], n_points=12),
-        erf=dict(K=[2, 3, 4, 6], kind="random", eta=0.1, alpha_read=1e7),
+        # v_init = "scaled": the authors' start, student v at its first layer's scale
+        # (tsode.initial_state); "ones" is the contrast v = 1 of section "initialisation"
+        common=dict(M=2, sigma=0.1, sgd_K=[2, 4], n_points=12, v_init="scaled"),
+        erf=dict(K=[2, 3, 4, 5, 6], kind="random", eta=0.1, alpha_read=1e7),
         # ReLU with both layers has no finite fixed point either (eps_g keeps decreasing while v
-        # shrinks); its ODEs are the expensive ones, so the fast mode reads at alpha = 1e4
-        relu=dict(K=[2, 3, 4], kind="small", eta=0.1),
+        # shrinks); read at alpha = 1e4, where the cached SGD ensemble is read too
+        relu=dict(K=[2, 3, 4, 5, 6], kind="small", eta=0.1),
         # linear: no fixed point, eps_g ~ alpha^-1/2 is reached only by alpha ~ 1e6-1e7
-        linear=dict(K=[2, 3, 4, 6], kind="small", eta=0.1, alpha_read=1e7),
+        linear=dict(K=[2, 3, 4, 5, 6], kind="small", eta=0.1, alpha_read=1e7),
         fast=dict(N=500, runs=4, alpha_sgd=300.0, relu_alpha_read=1e4),
-        full=dict(N=1000, runs=8, alpha_sgd=1000.0, relu_alpha_read=1e5),
+        full=dict(N=1000, runs=8, alpha_sgd=1000.0, relu_alpha_read=1e4),
     ),
     "fixed_points": dict(
         # (activation, layers) -> (initialisation, eta, alpha of the integration, polish?)
@@ -510,7 +512,8 @@ def _denoiser(K, M, eta, sigma):
 @_timed
 def both_layers(mode: str = "full", seed: int = 0, overrides=None,
                 activations=("erf", "relu", "linear")) -> Result:
-    """Both layers trained (η_v = η), teacher v* = 1, student v = 1 initially.
+    """Both layers trained (η_v = η), teacher v* = 1, student v from ``v_init`` (default
+    "scaled": the authors' start, v at the first layer's scale; "ones": v = 1).
 
     For each activation and K: the ODE from the chapter's initialisation up to ``alpha_read``
     (erf: large, ReLU and linear: small), reduced SGD (mean over runs) for K in ``sgd_K`` up to
@@ -543,7 +546,7 @@ def both_layers(mode: str = "full", seed: int = 0, overrides=None,
         alphas_sgd = np.concatenate([[0.0], np.geomspace(1.0, a_sgd, s["n_points"])])
         alts = {}
         for K in s["K"]:
-            state0 = start(K, M, s["kind"], N=10_000, seed=_seed(seed, 30, K))
+            state0 = start(K, M, s["kind"], N=10_000, seed=_seed(seed, 30, K), v=s["v_init"])
             tr = integrate(state0, setup, s["alpha_read"], alphas=alphas)
             res.trajectories[act][K], res.state0[act][K] = tr, state0
             alts[K] = ode_variants(state0, setup, tr)

@@ -1,0 +1,71 @@
+"""Figures of the cached SGD ensembles (:mod:`tsode.book.ensembles`), chapters 2 and 3."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .plotting import (ACT_COLORS, _sci, label, legend_below, ode_line, panels, reference_line,
+                       sgd_points)
+
+__all__ = ["fig_sgd_at_read_time", "fig_long_times"]
+
+#: legend labels of the reference values (first word of ensembles' reference_source)
+_SHORT = {"closed": r"closed form ($N\to\infty$)", "symmetric-ansatz": "symmetric fixed point",
+          "denoising": "denoising fixed point"}
+
+
+def fig_sgd_at_read_time(res):
+    """ε_g at α = res.alpha against the size, one panel per activation: SGD mean ± s.e.
+    (squares), median (crosses), ODE from the same initial state (line), reference (dashed)."""
+    acts = list(res.data)
+    fig, axes, _ = panels(len(acts), 3.5)
+    for i, (ax, act) in enumerate(zip(axes, acts)):
+        d = res.data[act]
+        title = f"({'abc'[i]}) {act}"
+        if d["missing"]:
+            ax.text(0.5, 0.5, "cache missing", ha="center", transform=ax.transAxes)
+            label(ax, title=title)
+            continue
+        x = np.asarray(d["size"])
+        sgd_points(ax, x, d["mean"], d["stderr"],
+                   f"SGD mean ($N={d['N']}$, {d['runs']} runs)", "k", "s")
+        ax.plot(x, d["median"], "x", color="0.4", label="SGD median")
+        ode_line(ax, x, d["ode"], "ODE, same start", ACT_COLORS[act], marker="o", ms=3)
+        if not np.all(np.isnan(d["reference"])):
+            reference_line(ax, x, d["reference"], _SHORT.get(d["reference_source"].split(" ")[0],
+                                                             "reference"), "k")
+        label(ax, d["dim"], f"$\\epsilon_g(\\alpha={_sci(d['alpha'])})$", title=title)
+        _size_axes(ax, x)
+    return fig
+
+
+def _size_axes(ax, x):
+    """Integer size ticks, a scientific y axis from 0, the legend below."""
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.set_xticks(x)
+    ax.set_ylim(bottom=0)
+    legend_below(ax)
+
+
+def fig_long_times(res):
+    """erf, first layer, long times: ε_g(α) of the SGD ensembles (mean, band ± s.e.) for each
+    (L, N) against the ODE from the same start and the symmetric fixed point (dotted)."""
+    Ls = sorted(res.eg_sym)
+    fig, axes, _ = panels(len(Ls), 3.3)
+    for i, (ax, L) in enumerate(zip(axes, Ls)):
+        for (LL, N), c in sorted(res.curves.items()):
+            if LL != L:
+                continue
+            col = "C0" if N == min(n for _, n in res.curves) else "C3"
+            a = c["alpha"][1:]
+            ax.plot(a, c["mean"][1:], color=col, lw=1.0, label=f"SGD mean, $N={N}$")
+            ax.fill_between(a, (c["mean"] - c["stderr"])[1:], (c["mean"] + c["stderr"])[1:],
+                            color=col, alpha=0.25, lw=0)
+            ode_line(ax, c["ode_alpha"][1:], c["ode_eg"][1:], f"ODE, start of $N={N}$", col,
+                     ls="--", lw=1.2)
+        ax.axhline(res.eg_sym[L], color="k", ls=":", lw=1.0, label="symmetric fixed point")
+        label(ax, "alpha", "eg", logx=True, logy=True, title=f"({'abc'[i]}) $L={L}$")
+        ax.set_xlim(1e2, res.alpha_ode)
+        ax.set_ylim(res.eg_sym[L] / 4, res.eg_sym[L] * 20)
+        legend_below(ax)
+    return fig

@@ -1,0 +1,380 @@
+r"""SGD ensembles from the cached long runs (``book/data/*.nc``), read at the α where the
+chapters read ε_g*, beside the ODE integrated from the ensemble's own initial state.
+
+Chapters 2 and 3 (issue 12, points 3 and 4). A cached sweep (:func:`tsode.book.long_runs.load`)
+holds, per network size (dimension ``L`` or ``K``), ``runs`` reduced-SGD runs started from one
+macroscopic state (stored at α = 0: all runs of a task share it) with ε_g, Q, R, v at
+``alpha``. The ODE line is integrated from that stored run-0 state, so SGD and ODE start from
+the same point; the difference at α is then the finite-N correction (O(1/N) in ε_g*) plus the
+ensemble's statistical error.
+
+A missing or stale cache does not crash a chapter: :func:`load_ensemble` returns ``None`` and a
+message (the :class:`~tsode.book.long_runs.StaleCache` text, with the command that recomputes
+it), which the chapters print in place of the numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..ode import integrate
+from ..order_parameters import OrderParameters, Setup
+from . import long_runs
+
+__all__ = ["load_ensemble", "ensemble_stats", "stored_state", "setup_of", "sgd_at",
+           "ode_from_store", "size_dim"]
+
+
+def size_dim(ds) -> str:
+    """The swept size dimension of a cached sweep: ``"L"`` (first layer) or ``"K"``."""
+    for d in ("L", "K"):
+        if d in ds.dims:
+            return d
+    raise ValueError(f"the sweep has neither an L nor a K dimension: {dict(ds.sizes)}")
+
+
+def load_ensemble(name: str, **expected):
+    """(Dataset, "") from :func:`long_runs.load`, or (None, message) when the cache is
+    missing or stale (message: what is wrong and the command that recomputes it)."""
+    try:
+        return long_runs.load(name, **expected), ""
+    except long_runs.StaleCache as e:
+        return None, str(e)
+
+
+def _spec(ds) -> dict:
+    import json
+
+    return json.loads(ds.attrs["spec"])
+
+
+def setup_of(ds) -> Setup:
+    """The :class:`Setup` (activation, η, η_v, σ) of a cached sweep."""
+    s = _spec(ds)
+    return Setup(s["activation"], eta=s["eta"], eta_v=s["eta_v"], sigma=s["sigma"])
+
+
+def _K(ds, sel: dict) -> int:
+    s = _spec(ds)
+    dim, size = next(iter(sel.items()))
+    return int(size) + s["M"] if dim == "L" else int(size)
+
+
+def stored_state(ds, **sel) -> OrderParameters:
+    """The initial state (α = 0) of run 0 of the task ``sel`` (e.g. ``L=2`` or ``K=4``; plus
+    ``N=500`` for sweeps over N), cut to its K units. All runs of a task start from it
+    (ValueError otherwise)."""
+    K = _K(ds, {k: v for k, v in sel.items() if k in ("L", "K")})
+    t = ds.sel(sel).isel(alpha=0)
+    Q, R, v = (t[n].values for n in ("Q", "R", "v"))
+    Q, R, v = Q[:, :K, :K], R[:, :K], v[:, :K]
+    if not (np.allclose(Q, Q[:1]) and np.allclose(R, R[:1]) and np.allclose(v, v[:1])):
+        raise ValueError(f"the runs of task {sel} do not share their initial state")
+    return OrderParameters(Q=Q[0], R=R[0], T=t["T_teacher"].values, v=v[0],
+                           v_star=t["v_star"].values)
+
+
+def ensemble_stats(eg) -> dict:
+    """mean, stderr (std/√runs, ddof = 1), median and runs of ε_g over runs (last axis)."""
+    eg = np.asarray(eg, dtype=float)
+    n = eg.shape[-1]
+    return dict(mean=eg.mean(-1), stderr=eg.std(-1, ddof=1) / np.sqrt(n),
+                median=np.median(eg, -1), runs=n)
+
+
+def sgd_at(ds, alpha: float, **sel) -> dict:
+    """Ensemble statistics (:func:`ensemble_stats`) of ε_g at the stored time nearest
+    ``alpha`` for task ``sel``, with that time ("alpha") and N."""
+    i = int(np.argmin(np.abs(ds["alpha"].values - alpha)))
+    eg = ds["eg"].sel(sel).isel(alpha=i).values
+    N = int(sel.get("N", _spec(ds)["N"]))
+    return dict(ensemble_stats(eg), alpha=float(ds["alpha"].values[i]), N=N)
+
+
+@functools.lru_cache(maxsize=None)
+def _ode_cached(name: str, sel: tuple, alphas: tuple):
+    ds, msg = load_ensemble(name)
+    if ds is None:
+        raise long_runs.StaleCache(msg)
+    return integrate(stored_state(ds, **dict(sel)), setup_of(ds), max(alphas),
+                     alphas=np.asarray(alphas))
+
+
+def ode_from_store(name: str, alphas, **sel):
+    """The ODE trajectory from the stored initial state of task ``sel`` of the cached sweep
+    ``name`` at the times ``alphas`` (cached per process)."""
+    return _ode_cached(name, tuple(sorted(sel.items())), tuple(float(a) for a in alphas))
+
+
+# ------------------------------------------------------------------------------------------
+# chapters 2 and 3: SGD at the alpha where eps_g* is read
+# ------------------------------------------------------------------------------------------
+#: cached sweep per (layers, activation); alpha of the reading; relative accuracy claimed for
+#: the ODE numbers (rtol = 1e-8 over 1e4 time units; printed to 3 digits, far coarser)
+CACHES = {("first", a): f"first_layer_{a}" for a in ("erf", "linear", "relu")}
+CACHES.update({("both", a): f"both_layers_{a}" for a in ("erf", "linear", "relu")})
+ALPHA_READ = 1e4
+ODE_REL_ACCURACY = 1e-5
+#: fast mode: ODEs only for the sizes whose integration is cheap (ReLU I4 costs ~ K^4)
+FAST_MAX_K = 4
+
+
+def _reference(layers: str, act: str, K: int, M: int, setup: Setup):
+    """(ε_g* reference, its source) for the activation, or (None, "")."""
+    if layers == "first" and act == "linear":
+        from ..asymptotics import linear_eg_star
+
+        return linear_eg_star(K, setup.eta, setup.sigma), "closed form eta sigma^2 K/(2(2-eta K)), N -> inf"
+    if layers == "first" and act == "erf":
+        from ..asymptotics import erf_symmetric_fixed_point
+
+        return (float(erf_symmetric_fixed_point(M, K - M, setup.eta, setup.sigma).eg),
+                "symmetric-ansatz fixed point (Goldt et al.'s Mathematica notebook, pyscm)")
+    if layers == "both" and act == "erf":
+        from ..asymptotics import denoising_fixed_point
+
+        return (float(denoising_fixed_point(K, M, setup.eta, setup.eta_v, setup.sigma).eg),
+                "denoising fixed point (this project's ODE computation)")
+    return None, ""
+
+
+def _one_activation(layers: str, act: str, mode: str) -> dict:
+    name = CACHES[(layers, act)]
+    ds, msg = load_ensemble(name)
+    if ds is None:
+        return dict(name=name, missing=msg)
+    dim, spec, setup = size_dim(ds), _spec(ds), setup_of(ds)
+    out = dict(name=name, missing="", dim=dim, size=[], K=[], mean=[], stderr=[], median=[],
+               ode=[], reference=[], reference_source="", runs=None, N=spec["N"],
+               eta=setup.eta, sigma=setup.sigma, M=spec["M"], v=spec["v"],
+               v_scale=spec["v_scale"], init=spec["init"])
+    for n in ds[dim].values:
+        sel = {dim: int(n)}
+        K = _K(ds, sel)
+        st = sgd_at(ds, ALPHA_READ, **sel)
+        cheap = mode == "full" or K <= FAST_MAX_K
+        ode = float(ode_from_store(name, [0.0, st["alpha"]], **sel).eg[-1]) if cheap else np.nan
+        ref, src = _reference(layers, act, K, spec["M"], setup)
+        for key, val in (("size", int(n)), ("K", K), ("mean", float(st["mean"])),
+                         ("stderr", float(st["stderr"])), ("median", float(st["median"])),
+                         ("ode", ode), ("reference", np.nan if ref is None else ref)):
+            out[key].append(val)
+        out.update(runs=st["runs"], alpha=st["alpha"], reference_source=src)
+    for key in ("mean", "stderr", "median", "ode", "reference"):
+        out[key] = np.array(out[key])
+    out["z"] = (out["mean"] - out["ode"]) / out["stderr"]
+    return out
+
+
+def sgd_at_read_time(layers: str, mode: str = "full", activations=("erf", "linear", "relu")):
+    """Cached SGD ensembles (N = 1000, ≥ 8 runs, reduced engine) at α = ALPHA_READ beside the
+    ODE from the same stored initial state and the reference value (fixed point or closed form),
+    for each activation of chapter 2 (``layers="first"``) or 3 (``"both"``).
+
+    Returns a Result with ``data[act]`` = dict(size (S,), K, mean, stderr, median, ode, z =
+    (mean − ode)/stderr, reference, reference_source, runs, N, alpha, eta, sigma, ...) or
+    dict(missing=message) when the cache is missing or stale; ``accuracy`` for :meth:`fmt`.
+    """
+    from .experiments import Result
+
+    if layers not in ("first", "both"):
+        raise ValueError(f"layers must be 'first' or 'both', got {layers!r}")
+    data = {a: _one_activation(layers, a, mode) for a in activations}
+    ok = {a: d for a, d in data.items() if not d["missing"]}
+    return Result(layers=layers, data=data, alpha=ALPHA_READ, mode=mode,
+                  mean={a: d["mean"] for a, d in ok.items()},
+                  stderr={a: d["stderr"] for a, d in ok.items()},
+                  median={a: d["median"] for a, d in ok.items()},
+                  ode={a: d["ode"] for a, d in ok.items()},
+                  # cached SGD numbers are read from a file: exact; ODE: ODE_REL_ACCURACY
+                  accuracy=dict(mean=0.0, stderr=0.0, median=0.0,
+                                ode={a: ODE_REL_ACCURACY * np.abs(d["ode"])
+                                     for a, d in ok.items()}))
+
+
+def summary_records(res, chapter: int) -> list[dict]:
+    """summary.json records (tsode.book.pages.record) of :func:`sgd_at_read_time`: per
+    activation and size, the SGD ensemble (method sgd_reduced) and the ODE (method ode)."""
+    out = []
+    for act, d in res.data.items():
+        if d["missing"]:
+            continue
+        for i, (n, K) in enumerate(zip(d["size"], d["K"])):
+            base = dict(chapter=chapter, activation=act, layers=res.layers, K=K, M=d["M"],
+                        eta=d["eta"], sigma=d["sigma"], alpha=d["alpha"],
+                        reference=None if np.isnan(d["reference"][i]) else d["reference"][i],
+                        reference_source=d["reference_source"] or None,
+                        claim=f"eps_g at alpha = {d['alpha']:g} against the network size")
+            tag = f"ch{chapter}-{act}-{res.layers}-{d['dim']}{n}-a{d['alpha']:.0e}"
+            out.append(dict(base, id=f"{tag}-sgd", quantity=f"eps_g, {d['dim']} = {n}",
+                            value=d["mean"][i], stderr=d["stderr"][i], method="sgd_reduced",
+                            N=d["N"], runs=d["runs"]))
+            if not np.isnan(d["ode"][i]):
+                out.append(dict(base, id=f"{tag}-ode", quantity=f"eps_g, {d['dim']} = {n}",
+                                value=d["ode"][i], stderr=None, method="ode"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# chapter 2: long times, erf first layer (cached sweep erf_long, dims L, N, run, alpha)
+# ------------------------------------------------------------------------------------------
+LONG = "erf_long"
+#: the ODE of the long-time comparison runs to LONG_ODE_ALPHA (full) / 1e5 (fast)
+LONG_ODE_ALPHA = {"full": 1e6, "fast": 1e5}
+
+
+def _long_sizes(ds) -> list:
+    return [int(x) for x in ds["N"].values] if "N" in ds.dims else [_spec(ds)["N"]]
+
+
+def long_times(mode: str = "full", name: str = LONG):
+    """SGD ensembles of ``name`` (erf, first layer; L = 1, 2, 4 at N = 500 and 1000) against
+    the ODE integrated from each task's stored initial state up to LONG_ODE_ALPHA[mode], and the
+    symmetric fixed point. Returns a Result with ``missing`` (message, "" when loaded),
+    ``curves[(L, N)]`` = dict(alpha (T,), mean (T,), stderr (T,), median (T,), ode_alpha,
+    ode_eg), ``eg_sym[L]``, ``table`` (rows L, N, alpha, mean, stderr, ode, z), ``alpha_max``.
+    """
+    from .experiments import Result
+
+    ds, msg = load_ensemble(name)
+    res = Result(missing=msg, curves={}, eg_sym={}, table=[], accuracy={}, name=name)
+    if ds is None:
+        return res
+    spec, setup = _spec(ds), setup_of(ds)
+    a_ode = LONG_ODE_ALPHA[mode]
+    grid = np.concatenate([[0.0], np.geomspace(1e-2, a_ode, 300)])
+    alpha = ds["alpha"].values
+    for L in (int(x) for x in ds["L"].values):
+        res.eg_sym[L] = _reference("first", "erf", spec["M"] + L, spec["M"], setup)[0]
+        for N in _long_sizes(ds):
+            sel = dict(L=L, N=N) if "N" in ds.dims else dict(L=L)
+            eg = ds["eg"].sel(sel).transpose(..., "alpha", "run").values
+            ok = ~np.isnan(eg).any(-1)
+            st = ensemble_stats(eg[ok])
+            tr = ode_from_store(name, grid, **sel)
+            res.curves[(L, N)] = dict(alpha=alpha[ok], ode_alpha=tr.alpha, ode_eg=tr.eg, **st)
+            for a_read in sorted({1e4, float(alpha[ok].max())}):
+                i = int(np.argmin(np.abs(alpha[ok] - a_read)))
+                ode = float(np.interp(np.log(alpha[ok][i]), np.log(tr.alpha[1:]), tr.eg[1:]))
+                res.table.append(dict(L=L, N=N, alpha=float(alpha[ok][i]),
+                                      mean=float(st["mean"][i]), stderr=float(st["stderr"][i]),
+                                      median=float(st["median"][i]), ode=ode, runs=st["runs"],
+                                      z=float((st["mean"][i] - ode) / st["stderr"][i])))
+            res.curves[(L, N)]["ode_end"] = float(tr.eg[-1])
+    res.alpha_max, res.alpha_ode = float(alpha.max()), a_ode
+    res.M, res.eta, res.sigma = spec["M"], setup.eta, setup.sigma
+    return res
+
+
+def long_records(res) -> list[dict]:
+    """summary.json records of :func:`long_times`: SGD (sgd_reduced) at the last stored α, per
+    (L, N), with the ODE at that α as the reference."""
+    out = []
+    for row in res.table:
+        if row["alpha"] < 1e5 * 0.99:
+            continue
+        L, N = row["L"], row["N"]
+        out.append(dict(
+            id=f"ch2-erf-first-long-L{L}-N{N}-sgd", chapter=2, activation="erf", layers="first",
+            claim="finite-N SGD at long times beside the ODE escape from the symmetric saddle",
+            quantity=f"eps_g, L = {L}", value=row["mean"], stderr=row["stderr"],
+            method="sgd_reduced", alpha=row["alpha"], N=N, runs=row["runs"], K=res.M + L,
+            M=res.M, eta=res.eta, sigma=res.sigma, reference=row["ode"],
+            reference_source="ODE from the same initial state (tsode.integrate)"))
+    return out
+
+
+def disagreements(res, z_max: float = 3.0) -> str:
+    """The (activation, size) points of :func:`sgd_at_read_time` where SGD and ODE differ by
+    more than ``z_max`` standard errors, as text ("none" if there are none)."""
+    bad = [f"{a} {d['dim']} = {n} ({(m - o) / o:+.1%}, {z:+.1f} s.e.)"
+           for a, d in res.data.items() if not d["missing"]
+           for n, m, o, z in zip(d["size"], d["mean"], d["ode"], d["z"]) if abs(z) > z_max]
+    return "; ".join(bad) if bad else "none"
+
+
+def unit_norms(name: str, alpha: float, **sel) -> np.ndarray:
+    """(runs, K) norms Q_kk of the student units in the cached sweep ``name`` at the stored
+    time nearest ``alpha`` (task ``sel``)."""
+    ds, msg = load_ensemble(name)
+    if ds is None:
+        raise long_runs.StaleCache(msg)
+    K = _K(ds, {k: v for k, v in sel.items() if k in ("L", "K")})
+    i = int(np.argmin(np.abs(ds["alpha"].values - alpha)))
+    Q = ds["Q"].sel(sel).isel(alpha=i).values[:, :K, :K]
+    return np.einsum("rkk->rk", Q)
+
+
+def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0):
+    """ReLU, first layer: the SGD ensemble at α = 10³ (where chapter 2 reads it) and 10⁴, and
+    the smallest unit norm min_k Q_kk per run at 10⁴ (a dead unit has Q_kk → 0), and the ODE at
+    10³ and 10⁴ from the chapter's start (``ode_chapter``, unit norms ``ode_chapter_norms`` at
+    10⁴) and from the ensemble's stored start (``ode_store``, ``ode_store_norms``).
+    Returns a Result (eg_1e3, eg_1e4: ensemble_stats dicts; min_norm, max_norm (runs,))."""
+    from .experiments import Result
+
+    ds, msg = load_ensemble(name)
+    if ds is None:
+        return Result(missing=msg)
+    from .experiments import _seed, start
+
+    M, eta, sigma = _spec(ds)["M"], _spec(ds)["eta"], _spec(ds)["sigma"]
+    state0 = start(M + L, M, "small", N=10_000, seed=_seed(seed, 20, M + L))  # chapter's start
+    tr = integrate(state0, Setup("relu", eta=eta, sigma=sigma), 1e4, alphas=[0.0, 1e3, 1e4])
+    return Result(missing="", L=L, ode_chapter=tr.eg[1:].copy(),
+                  ode_chapter_norms=np.diag(tr.Q[-1]).copy(),
+                  ode_store=ode_from_store(name, [0.0, 1e3, 1e4], L=L).eg[1:].copy(),
+                  ode_store_norms=np.diag(ode_from_store(name, [0.0, 1e3, 1e4], L=L).Q[-1]).copy(),
+                  eg_1e3=sgd_at(ds, 1e3, L=L), eg_1e4=sgd_at(ds, 1e4, L=L),
+                  min_norm=unit_norms(name, 1e4, L=L).min(axis=1),
+                  max_norm=unit_norms(name, 1e4, L=L).max(axis=1))
+
+
+def long_verdict(res, z_max: float = 2.0) -> str:
+    """One sentence per (L, N) of :func:`long_times` at the last stored α: SGD below, within
+    or above the ODE (|z| <= z_max counts as within); "cache missing" without data."""
+    if res.missing:
+        return "the cache erf_long is missing, so this comparison is not shown"
+    last = max(r["alpha"] for r in res.table)
+    out = []
+    for r in (r for r in res.table if r["alpha"] == last):
+        where = ("below" if r["z"] < -z_max else "above" if r["z"] > z_max else "within error of")
+        out.append(f"L = {r['L']}, N = {r['N']}: SGD {r['mean']:.3e} ± {r['stderr']:.1e}, "
+                   f"{where} the ODE ({r['ode']:.2e}; symmetric fixed point "
+                   f"{res.eg_sym[r['L']]:.3e})")
+    return f"α = {last:.0e}: " + "; ".join(out)
+
+
+# ------------------------------------------------------------------------------------------
+# chapter 3: the initialisation
+# ------------------------------------------------------------------------------------------
+def initialisation_contrast(mode: str = "full", seed: int = 0, alpha: float = ALPHA_READ):
+    """Both layers, ODE ε_g at ``alpha`` against K for three starts, per activation (erf,
+    ReLU): the authors' start (v at the first layer's scale, v* = 1), the same with
+    v* ~ N(0, 1) (drawn with the student; ODE only), and the contrast v = 1, v* = 1 (the start
+    this book used before). ``v_star``: the one N(0, 1) draw used for every K. Fast mode: K ≤ FAST_MAX_K. Returns a Result with ``K`` and
+    ``eg[(act, start)]`` (S,) for start in ("authors", "vstar_normal", "v_ones").
+    """
+    from .experiments import Result, _seed, settings
+
+    s = settings("both_layers", mode, "erf")
+    # one teacher v* ~ N(0, 1) for every K, so that the K are comparable
+    v_star = np.random.default_rng(_seed(seed, 32)).standard_normal(s["M"])
+    starts = {"authors": dict(v="scaled"), "vstar_normal": dict(v="scaled", v_star=v_star),
+              "v_ones": dict(v="ones")}
+    eg, Ks = {}, {}
+    for act in ("erf", "relu"):
+        s = settings("both_layers", mode, act)
+        Ks[act] = [K for K in s["K"] if mode == "full" or K <= FAST_MAX_K]
+        setup = Setup(act, eta=s["eta"], eta_v=s["eta"], sigma=s["sigma"])
+        for name, kw in starts.items():
+            from ..order_parameters import initial_state
+
+            eg[(act, name)] = np.array([float(integrate(
+                initial_state(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 30, K),
+                              orthogonal_teacher=True, **kw),
+                setup, alpha, alphas=[0.0, alpha]).eg[-1]) for K in Ks[act]])
+    return Result(K=Ks, eg=eg, alpha=alpha, v_star=v_star,
+                  accuracy=dict(eg={k: ODE_REL_ACCURACY * np.abs(v) for k, v in eg.items()}))
