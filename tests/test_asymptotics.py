@@ -1,7 +1,8 @@
 """Tests of tsode.asymptotics: fixed points, final errors, stability, slow modes (issue 4).
 
 Expected values come from closed forms derived by hand (written out in the tests), from the
-paper's / reference numbers quoted in PAPER-NOTES.md, or from an independent computation with a
+reference numbers of PAPER-NOTES.md (with their true sources: the authors' Mathematica
+notebook for the erf symmetric ansatz, this project's own ODE computations for the denoisers), or from an independent computation with a
 different method (long ODE integrations, the full root finder vs the reduced ansatz, the escape
 rate of a perturbation vs the Jacobian eigenvalue). No expected value was produced by the code
 under test.

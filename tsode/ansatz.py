@@ -157,7 +157,8 @@ def erf_symmetric_fixed_point(
     average of the full drift over the entries of its class, and the reduced equations are solved
     by damped Newton. With ``coincident_extras=True`` (default) the extra units are moreover
     identical vectors, Q_extra_cross = Q_extra: the invariant set on which the fixed point lies
-    that the paper's values refer to (for L >= 2 it is unstable in the full equations through
+    that the paper's analysis and the authors' Mathematica notebook (sgoldt/pyscm) refer to
+    (for L >= 2 it is unstable in the full equations through
     extra units pairing with opposite signs: see :func:`slow_mode_scan`).
 
     Parameters
