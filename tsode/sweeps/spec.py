@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .._common import check_int, check_number
 from ..activations import ACTIVATIONS
 from ..order_parameters import INITIAL_KINDS, Setup
 
@@ -33,17 +33,15 @@ SGD_ENGINES = ("full", "reduced")
 
 
 def _number(lower=0.0, strict=False, integer=False, upper=None):
+    """A spec-value check by the package's one validator (:func:`tsode._common.check_number` /
+    :func:`~tsode._common.check_int`), its ValueError raised as a SpecError."""
     def check(name, x):
-        ok_type = isinstance(x, int) if integer else isinstance(x, (int, float))
-        if isinstance(x, bool) or not ok_type or not math.isfinite(x):
-            kind = "an integer" if integer else "a finite number"
-            raise SpecError(f"{name} must be {kind}, got {x!r}")
-        bad = x <= lower if strict else x < lower
-        if bad or (upper is not None and x > upper):
-            rel = ">" if strict else ">="
-            rng = f"{rel} {lower:g}" + ("" if upper is None else f" and <= {upper:g}")
-            raise SpecError(f"{name} must be {rng}, got {x!r}")
-        return int(x) if integer else float(x)
+        try:
+            if integer:
+                return check_int(x, name, lower, upper=upper)
+            return check_number(x, name, lower=lower, strict=strict, upper=upper)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
 
     return check
 
