@@ -187,7 +187,9 @@ def settings(name: str, mode: str, part: str | None = None, overrides=None) -> d
 
 def known_settings() -> set:
     """Every setting name used by some experiment (any part, any mode)."""
-    return {k for spec in SETTINGS.values() for part in spec.values() for k in part}
+    from .chapter import known_settings as registered
+
+    return registered() | {k for spec in SETTINGS.values() for part in spec.values() for k in part}
 
 
 def check_overrides(overrides) -> dict:

@@ -44,12 +44,19 @@ def _fmt(value) -> str:
 
 def _settings_rows(name: str) -> list[tuple[str, str, str]]:
     """(setting, fast, full) for every setting of experiment ``name`` (per activation part)."""
+    from .chapter import REGISTRY
     from .experiments import SETTINGS, settings
 
-    parts = [p for p in SETTINGS[name] if p not in ("common", "fast", "full")] or [None]
+    if name in REGISTRY:
+        cls = REGISTRY[name]
+        parts = list(cls.PARTS) or [None]
+        of = {p: (cls.of("fast", p).as_dict(), cls.of("full", p).as_dict()) for p in parts}
+    else:
+        parts = [p for p in SETTINGS[name] if p not in ("common", "fast", "full")] or [None]
+        of = {p: (settings(name, "fast", p), settings(name, "full", p)) for p in parts}
     rows = []
     for part in parts:
-        fast, full = settings(name, "fast", part), settings(name, "full", part)
+        fast, full = of[part]
         where = name if part is None else f"{name} ({part})"
         same = ", ".join(f"{k} = {_fmt(v)}" for k, v in full.items() if fast.get(k) == v)
         if same:
