@@ -11,7 +11,7 @@ from ..order_parameters import Setup, generalisation_error
 from .accuracy import (ATOL, PERTURBATION, RTOL, TIGHT, TOL_FACTOR, fixed_point_accuracy,
                        ode_variants, perturbed, ratio_accuracy, spectrum_summary, spread)
 from .chapter import decade_exponent, end_exponent, start
-from .experiments import Result, _key, _seed, _sim, _timed, check_overrides, settings
+from ._legacy import Result, _key, _seed, _sim, _timed, check_overrides, settings
 
 
 def _denoiser(K, M, eta, sigma):

@@ -4,6 +4,7 @@ r"""Chapter 2, training the first layer only: ε_g(α) and ε_g* against L, the 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,8 +13,9 @@ from ..ode import integrate
 from ..order_parameters import Setup, generalisation_error
 from .accuracy import (ATOL, PERTURBATION, RTOL, TIGHT, TOL_FACTOR, fixed_point_accuracy,
                        ode_variants, perturbed, ratio_accuracy, spectrum_summary, spread)
-from .chapter import decade_exponent, end_exponent, start
-from .experiments import Result, _key, _seed, _sim, _timed, check_overrides, settings
+from .chapter import (Result, Settings, decade_exponent, end_exponent, register, settings_of,
+                      start, timed)
+from ._legacy import Result as _LegacyResult, _key, _seed, _sim, _timed, check_overrides, settings
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,7 +54,7 @@ def _end_accuracy(mode, act, seed, ov) -> dict:
 
 
 @_timed
-def first_layer_curves(mode: str = "full", seed: int = 0, overrides=None) -> Result:
+def first_layer_curves(mode: str = "full", seed: int = 0, overrides=None) -> _LegacyResult:
     """erf, first layer only (v = v* = 1): ε_g(α) for K = M, ..., M + L from the ODE.
 
     Returns ``trajectories`` {L: Trajectory}, ``eg_ansatz`` {L: ε_g* of the symmetric fixed
@@ -62,7 +64,7 @@ def first_layer_curves(mode: str = "full", seed: int = 0, overrides=None) -> Res
     s = settings("first_layer", mode, "erf", ov)
     trajs = _first_layer_odes(mode, "erf", seed, ov)
     ans = {L: _ansatz(s["M"], L, s["eta"], s["sigma"]) for L in s["L"]}
-    return Result(trajectories=trajs, eg_ansatz={L: a[0] for L, a in ans.items()}, M=s["M"],
+    return _LegacyResult(trajectories=trajs, eg_ansatz={L: a[0] for L, a in ans.items()}, M=s["M"],
                   eta=s["eta"], sigma=s["sigma"], alpha_read=s["alpha_read"],
                   eg_read={L: float(t.eg[-1]) for L, t in trajs.items()}, settings=s,
                   accuracy=dict(eg_read=_end_accuracy(mode, "erf", seed, ov),
@@ -70,7 +72,7 @@ def first_layer_curves(mode: str = "full", seed: int = 0, overrides=None) -> Res
 
 
 @_timed
-def first_layer_final(mode: str = "full", seed: int = 0, overrides=None) -> Result:
+def first_layer_final(mode: str = "full", seed: int = 0, overrides=None) -> _LegacyResult:
     """ε_g* against L for erf (ODE, exact symmetric fixed point, leading order), linear (ODE,
     exact formula) and ReLU (ODE and SGD), first layer only.
 
@@ -91,7 +93,7 @@ def first_layer_final(mode: str = "full", seed: int = 0, overrides=None) -> Resu
                   exact=np.array([linear_eg_star(M + L, eta, sigma) for L in Ls]))
     relu = _first_layer_relu(mode, seed, ov)
     acc = {act: _end_accuracy(mode, act, seed, ov) for act in ("erf", "linear", "relu")}
-    return Result(L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
+    return _LegacyResult(L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
                   settings=s_erf, erf_ratio=erf["ode"] / erf["ansatz"],
                   linear_ratio=linear["ode"] / linear["exact"], relu_ode=relu["ode"],
                   accuracy=dict(
@@ -125,20 +127,63 @@ def _first_layer_relu(mode, seed, ov=()):
     return out
 
 
-@_timed
-def collapse(mode: str = "full", overrides=None) -> Result:
-    """ε_g*/(ησ²) against L at the exact erf symmetric fixed point for several (η, σ)."""
-    s = settings("collapse", mode, None, check_overrides(overrides))
+@register("collapse")
+@dataclass(frozen=True)
+class CollapseSettings(Settings):
+    """Settings of :func:`collapse` (the same in both modes).
+
+    M : teacher units.
+    L : superfluous student units, K = M + L.
+    eta_sigma : the (η, σ) pairs.
+    """
+
+    M: int = 2
+    L: tuple = (0, 1, 2, 3, 4)
+    eta_sigma: tuple = ((0.02, 0.1), (0.05, 0.1), (0.1, 0.1), (0.2, 0.1), (0.1, 0.5), (0.2, 0.5))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Collapse(Result):
+    """Result of :func:`collapse`.
+
+    L : list of L (x axis).
+    M : teacher units.
+    ratio : {(η, σ): (len(L),) ε_g*/(ησ²)} at the exact erf symmetric fixed point.
+    leading : (len(L),) the leading order (L + M/√3)/(2π) of the ratio
+        (:func:`tsode.asymptotics.erf_eg_star_leading`).
+    ratio_small_eta : ratio at the smallest η over the leading order, per L.
+    ratio_last_range : (min, max) over (η, σ) of the ratio at the largest L.
+    """
+
+    L: list
+    M: int
+    ratio: dict
+    leading: np.ndarray
+    ratio_small_eta: np.ndarray
+    ratio_last_range: tuple
+
+
+@timed
+def collapse(settings: CollapseSettings | str = "full", overrides=None) -> Collapse:
+    """ε_g*/(ησ²) against L at the exact erf symmetric fixed point for several (η, σ).
+
+    ``settings``: a :class:`CollapseSettings`, or a mode (``"fast"``/``"full"``) with an
+    ``overrides`` dict.
+    """
+    s = settings_of("collapse", settings, overrides=overrides)
     ratio, acc = {}, {}
-    for eta, sigma in s["eta_sigma"]:
-        ans = np.array([_ansatz(s["M"], L, eta, sigma) for L in s["L"]])
+    for eta, sigma in s.eta_sigma:
+        ans = np.array([_ansatz(s.M, L, eta, sigma) for L in s.L])
         ratio[(eta, sigma)], acc[(eta, sigma)] = ans.T / (eta * sigma**2)
-    return Result(L=list(s["L"]), M=s["M"], ratio=ratio, settings=s, accuracy=dict(ratio=acc),
-                  leading=np.array([erf_eg_star_leading(s["M"], L, 1.0, 1.0) for L in s["L"]]))
+    leading = np.array([erf_eg_star_leading(s.M, L, 1.0, 1.0) for L in s.L])
+    last = [float(r[-1]) for r in ratio.values()]
+    return Collapse(L=list(s.L), M=s.M, ratio=ratio, leading=leading, settings=s,
+                    ratio_small_eta=ratio[min(ratio)] / leading,
+                    ratio_last_range=(min(last), max(last)), accuracy=dict(ratio=acc))
 
 
 @_timed
-def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
+def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> _LegacyResult:
     """erf, first layer only, L = K − M = 2 from random initialisation: a long ODE integration.
 
     Returns the ``trajectory``, the symmetric fixed-point error ``eg_ansatz``, and the
@@ -168,7 +213,7 @@ def slow_mode(mode: str = "full", seed: int = 0, overrides=None) -> Result:
     alts = ode_variants(state0, setup, tr)
     ev_alt, _ = stability(perturbed(fp.state), setup)
     i_pair = int(np.argmax(corr[:, 0] < -0.99)) if pairs and (corr[:, 0] < -0.99).any() else None
-    return Result(trajectory=tr, K=K, M=M, eta=s["eta"], sigma=s["sigma"], extra=extra,
+    return _LegacyResult(trajectory=tr, K=K, M=M, eta=s["eta"], sigma=s["sigma"], extra=extra,
                   state0=state0, setup=setup,
                   extra_norm=np.stack([tr.Q[:, k, k] for k in extra], axis=1) if extra else None,
                   alpha_anti=None if i_pair is None else float(tr.alpha[i_pair]),
