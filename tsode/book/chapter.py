@@ -84,6 +84,12 @@ class Settings:
     MODE_VALUES: ClassVar[dict] = {}
     PART_MODE_VALUES: ClassVar[dict] = {}
 
+    def __post_init__(self):
+        # lists given as values (e.g. an override {"L": [0, 1]}) are stored as tuples, so that
+        # settings stay immutable and hashable (experiments cache on them)
+        for name in self.names():
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
     @classmethod
     def of(cls, mode: str = "full", part: str | None = None, overrides=None):
         """The settings of ``mode`` and ``part``, with the entries of a chapter-wide
@@ -126,6 +132,12 @@ class Settings:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.names()}
+
+
+def _frozen(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 #: experiment name -> its Settings class (the "Re-running" tables and the runner read it)
