@@ -85,25 +85,35 @@ def default_alphas(alpha_max: float, n: int = 200) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(start, alpha_max, n)])
 
 
-def check_alphas(alpha_max, alphas):
-    """(alpha_max, alphas) checked: alpha_max finite > 0, alphas a non-empty, finite, strictly
-    increasing 1-D array within [0, alpha_max] (default :func:`default_alphas`). A last time a
-    rounding error (1e-12 relative) above alpha_max is set to alpha_max."""
-    alpha_max = check_number(alpha_max, "alpha_max", strict=True)
-    if alphas is None:
-        return alpha_max, default_alphas(alpha_max)
+def check_times(alphas, name: str = "alphas") -> np.ndarray:
+    """``alphas`` as a float array, checked: a non-empty, finite, strictly increasing 1-D array
+    of times >= 0; ValueError naming ``name`` otherwise."""
     try:
         alphas = np.array(alphas, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"alphas must be a 1-D array of real output times, got {alphas!r}") \
+        raise ValueError(f"{name} must be a 1-D array of real output times, got {alphas!r}") \
             from None
     if alphas.ndim != 1 or alphas.size < 1:
-        raise ValueError(f"alphas must be a non-empty 1-D array of output times, got shape "
+        raise ValueError(f"{name} must be a non-empty 1-D array of output times, got shape "
                          f"{alphas.shape}")
     if not np.all(np.isfinite(alphas)):
-        raise ValueError(f"alphas must be finite, got {alphas[~np.isfinite(alphas)][:3]} among "
+        raise ValueError(f"{name} must be finite, got {alphas[~np.isfinite(alphas)][:3]} among "
                          "them")
-    if np.any(np.diff(alphas) <= 0) or alphas[0] < 0 or alphas[-1] > alpha_max * (1 + 1e-12):
+    if np.any(np.diff(alphas) <= 0) or alphas[0] < 0:
+        raise ValueError(f"{name} must be strictly increasing times >= 0, got {alphas[:5]}...")
+    return alphas
+
+
+def check_alphas(alpha_max, alphas):
+    """(alpha_max, alphas) checked: alpha_max finite > 0, alphas a non-empty, finite, strictly
+    increasing 1-D array within [0, alpha_max] (:func:`check_times`; default
+    :func:`default_alphas`). A last time a rounding error (1e-12 relative) above alpha_max is set
+    to alpha_max."""
+    alpha_max = check_number(alpha_max, "alpha_max", strict=True)
+    if alphas is None:
+        return alpha_max, default_alphas(alpha_max)
+    alphas = check_times(alphas)
+    if alphas[-1] > alpha_max * (1 + 1e-12):
         raise ValueError(f"alphas must be strictly increasing within [0, alpha_max={alpha_max}]")
     alphas[-1] = min(alphas[-1], alpha_max)
     if alphas.size > 1 and alphas[-1] <= alphas[-2]:

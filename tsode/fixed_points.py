@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ._common import check_int, check_number, covariance, fd_jacobian, is_psd
-from .ode import Drift, _culprit, integrate
+from .ode import Drift, integrate
 from .order_parameters import OrderParameters, Setup, generalisation_error
 from .roles import describe
 from .trajectory import Trajectory
@@ -372,7 +372,7 @@ def fixed_point(
         group = _coincident_groups(guess, f.train_v, coincident_tol)
     y, res, n_iter, message, ok = _solve(f, guess, group, tol, max_iter, rel_step)
     if not ok and not np.isfinite(res):
-        message += f"; {_culprit(f, f.pack_state(guess))} is probably too large"
+        message += f"; {f.culprit(f.pack_state(guess))} is probably too large"
     if not ok:
         message += _failure_hint(guess.replace(**dict(zip("QRv", _sym(*f.unpack(y))))), setup)
     if not ok and raise_on_failure:

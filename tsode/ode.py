@@ -292,6 +292,12 @@ class Drift:
             logs["weight_decay"] = lg(s.weight_decay) + lg(y)
         return max(logs, key=lambda k: logs[k] if np.isfinite(logs[k]) else -np.inf)
 
+
+    def culprit(self, y) -> str:
+        """The dominant parameter at packed state y in words, for divergence messages:
+        'the learning rate eta = 1.5' (see :meth:`blame`)."""
+        name = self.blame(y)
+        return f"the {_PARAMETER_WORDS[name]} {name} = {getattr(self.setup, name):g}"
     def eg(self, Y) -> np.ndarray:
         """Generalisation error along packed states Y of shape (..., size)."""
         Q, R, v = self.unpack(Y)
@@ -320,12 +326,6 @@ _PARAMETER_WORDS = {
 }
 
 
-def _culprit(f: Drift, y) -> str:
-    """'the learning rate eta = 1.5' (or sigma, eta_v, weight_decay: whichever dominates)."""
-    name = f.blame(y)
-    return f"the {_PARAMETER_WORDS[name]} {name} = {getattr(f.setup, name):g}"
-
-
 class _Monitor:
     """The right-hand side as the solver sees it, with the run's safeguards.
 
@@ -345,12 +345,12 @@ class _Monitor:
             raise DivergenceError(
                 f"the order parameters diverged at alpha = {alpha:.4g} (max |overlap| = "
                 f"{np.nanmax(np.abs(y)):.3g} > max_norm = {self.max_norm:g}); "
-                f"{_culprit(self.f, self.last_ok)} is probably too large for this network")
+                f"{self.f.culprit(self.last_ok)} is probably too large for this network")
         out = self.f(alpha, y)
         if not np.all(np.isfinite(out)):
             raise DivergenceError(
                 f"the drift became non-finite at alpha = {alpha:.4g}; "
-                f"{_culprit(self.f, y)} is probably too large for this network")
+                f"{self.f.culprit(y)} is probably too large for this network")
         self.last_ok = y
         self._progress(alpha)
         return out
@@ -363,7 +363,7 @@ class _Monitor:
                 f"the ODE solver needed more than max_nfev = {self.max_nfev} evaluations of the "
                 f"drift and reached alpha = {self.mark_alpha:.4g} of alpha_max = "
                 f"{self.alpha_max:g}: the equations are very stiff; "
-                f"{_culprit(self.f, self.last_ok)} is probably too large (or raise max_nfev)")
+                f"{self.f.culprit(self.last_ok)} is probably too large (or raise max_nfev)")
         if self.nfev - self.mark_nfev > self.window:
             raise StallError(self._stall_message())
 
@@ -376,7 +376,7 @@ class _Monitor:
             return (f"{head}: alpha_max = {self.alpha_max:g} is too small for the solver's "
                     "resolution; integrate to alpha_max >= 1e-6 (or use a coarser grid)")
         return (f"{head}: the overlaps change on a time scale 1/rate = {1 / rate:.3g}, far "
-                f"below alpha_max; {_culprit(f, y)} is probably too large")
+                f"below alpha_max; {f.culprit(y)} is probably too large")
 
 
 def _check_integrate_args(state0, setup, alpha_max, alphas, rtol, atol, max_norm, max_nfev):
@@ -444,13 +444,13 @@ def integrate(
         sol = solve_ivp(rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol,
                         atol=atol, **options)
     except (OverflowError, FloatingPointError) as err:
-        raise DivergenceError(f"the integration overflowed ({err}); {_culprit(f, rhs.last_ok)} "
+        raise DivergenceError(f"the integration overflowed ({err}); {f.culprit(rhs.last_ok)} "
                               "is probably too large for this network") from None
     if sol.status != 0:
         raise RuntimeError(f"ODE solver failed at alpha = {sol.t[-1]:.4g}: {sol.message}")
     Y = sol.y.T
     if Y.shape[0] != alphas.size or np.abs(Y).max() > max_norm:
-        raise DivergenceError(f"the order parameters diverged; {_culprit(f, rhs.last_ok)} is "
+        raise DivergenceError(f"the order parameters diverged; {f.culprit(rhs.last_ok)} is "
                               "probably too large for this network")
     info = dict(engine="ode", method=method, rtol=rtol, atol=atol, nfev=int(sol.nfev),
                 njev=int(sol.njev), seconds=time.perf_counter() - t0)

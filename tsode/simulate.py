@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _sim_kernels as _k
 from ._common import check_alphas, check_int, check_memory, check_number, covariance
-from .ode import DivergenceError, Drift, _culprit
+from .ode import DivergenceError, Drift
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
 
@@ -508,5 +508,5 @@ def _diverged(run: int, step: int, plan: _Plan, when: str) -> DivergenceError:
     f = Drift.from_state(plan.state0, plan.setup)
     return DivergenceError(
         f"run {run} diverged {when} alpha = {step / plan.N:.6g} (step {step}): the weights blew "
-        f"up; {_culprit(f, f.pack_state(plan.state0))} is probably too large for this network"
+        f"up; {f.culprit(f.pack_state(plan.state0))} is probably too large for this network"
     )

@@ -122,9 +122,11 @@ def data_dir() -> Path | None:
 
 
 def _round(x, digits: int):
-    """``x`` to ``digits`` significant digits (floats only): the precision the book claims, so
-    that re-running on another machine rewrites no digit."""
-    return float(f"{x:.{digits}g}") if isinstance(x, float) else x
+    """``x`` to ``digits`` significant digits (floats only, :func:`~tsode.book.accuracy.claimed`):
+    the precision the book claims, so that re-running on another machine rewrites no digit."""
+    from .accuracy import claimed
+
+    return claimed(x, f".{digits}g") if isinstance(x, float) else x
 
 
 def record(rec: dict, path: Path | None = None, digits: int = 4) -> dict:

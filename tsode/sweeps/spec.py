@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common import check_int, check_number
+from .._common import check_int, check_number, check_times
 from ..activations import ACTIVATIONS
 from ..order_parameters import INITIAL_KINDS, Setup
 
@@ -263,14 +263,16 @@ def _check_value(name, value):
 
 
 def _check_alphas(value):
+    """The spec's output times: None, or a TOML list checked by :func:`tsode._common.check_times`."""
     if value is None:
         return None
-    a = np.asarray(value, dtype=float) if isinstance(value, list) else np.array([np.nan])
-    if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or a[0] < 0 or np.any(
-            np.diff(a) <= 0):
+    try:
+        if not isinstance(value, list):
+            raise ValueError
+        return [float(x) for x in check_times(value)]
+    except ValueError:
         raise SpecError(f"alphas must be a non-empty increasing list of times >= 0, "
-                        f"got {value!r}")
-    return [float(x) for x in a]
+                        f"got {value!r}") from None
 
 
 def load_spec(spec) -> Spec:
