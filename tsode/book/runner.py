@@ -22,7 +22,7 @@ byte-stable when re-run:
 
 CHAPTER is a number (``1``), a file stem (``01_odes``) or a path; default: all chapters.
 ``-p NAME VALUE`` sets a notebook parameter (``seed``) or any setting of the chapter's
-experiments (``eta``, ``sigma``, ``N``, ... — see ``tsode.book.experiments.SETTINGS``), which the
+experiments (``eta``, ``sigma``, ``N``, ... — see ``tsode.book.chapter.REGISTRY``), which the
 runner passes on in the ``overrides`` parameter; the mode is ``--mode``, never ``-p mode``.
 Only ``--in-place`` (maintainers: full mode, no parameters) rewrites the committed notebooks.
 ``build`` renders ``_build/html`` from a staged copy of the book in ``_build/src`` that uses the
@@ -287,10 +287,10 @@ def notebook_parameters(mode: str, params: dict | None = None) -> dict:
     """Papermill parameters for a run: ``mode``, ``seed``, ``overrides``.
 
     Any other name (e.g. ``eta``) is a setting of the chapter's experiments
-    (:data:`tsode.book.experiments.SETTINGS`) and is moved into the ``overrides`` dict; names that no
+    (:data:`tsode.book.chapter.REGISTRY`) and is moved into the ``overrides`` dict; names that no
     experiment uses are rejected, and so is ``mode`` (it is ``--mode``).
     """
-    from .experiments import check_overrides
+    from .experiments import check_overrides  # the experiments register their settings
 
     if mode not in ("fast", "full"):
         raise SystemExit(f"--mode must be fast or full, got {mode!r}")
