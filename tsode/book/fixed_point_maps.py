@@ -51,6 +51,10 @@ class Case:
         if not (self.polish is True or self.polish is False or self.polish == "symmetric"):
             raise ValueError(f"Case.polish must be one of {POLISH}, got {self.polish!r}")
 
+    def __repr__(self):  # short, for the "Re-running" table (still valid Python)
+        return (f"Case({self.activation!r}, {self.layers!r}, {self.init!r}, eta={self.eta!r}, "
+                f"alpha={self.alpha:g}, polish={self.polish!r})")
+
     @property
     def name(self) -> str:
         """The row's name, e.g. "erf, first layer", "relu, both layers" (the results' keys)."""
