@@ -176,6 +176,29 @@ def _min(values) -> float:
     return float(min(values)) if values else float("nan")
 
 
+def _row(case: Case, c: dict, alts: list) -> dict:
+    """The values of one case for the dicts of :class:`FixedPoints`, from its computation ``c``
+    and the two redone variants ``alts`` (dicts of :func:`_fixed_point_case`)."""
+    from ..asymptotics import describe
+
+    ev, soft_tol = np.asarray(c["ev"]), float(c["soft_tol"])
+    ev_alt = [np.asarray(a["ev"]) for a in alts]
+    d = describe(c["state"])
+    row = dict(
+        alpha=case.alpha, states=c["state"], converged=c["converged"],
+        eg=generalisation_error(c["state"], case.activation), spectrum_of=c["spectrum_of"],
+        eigenvalues=ev, eigenvalues_alt=ev_alt, soft_tol=soft_tol, zero_tol=float(zero_tol(ev)),
+        n_unstable=count_unstable(ev), n_soft=count_soft(ev, soft_tol),
+        max_real=float(ev.real.max()), spectrum_text=spectrum_summary(ev, ev_alt, soft_tol),
+        descriptions=d, roles=tuple(sorted(set(d.roles))),
+        anti_aligned=[(int(k) + 1, int(l) + 1) for k, l in d.anti_aligned_pairs],
+        shared_v_min=_min(d.shared_v.values()), shared_v_norm_min=_min(d.shared_v_norm.values()),
+        norm2_mean=float(d.norm2.mean()))
+    if "message" in c:
+        row["messages"] = c["message"]
+    return row
+
+
 @timed
 def fixed_points(settings: FixedPointsSettings | str = "full", seed: int = 0,
                  overrides=None) -> FixedPoints:
@@ -186,35 +209,17 @@ def fixed_points(settings: FixedPointsSettings | str = "full", seed: int = 0,
     (damped Newton, reported honestly when it does not converge); see :class:`FixedPoints`.
     ``settings``: a :class:`FixedPointsSettings`, or a mode with an ``overrides`` dict.
     """
-    from ..asymptotics import describe
-
     s = settings_of("fixed_points", settings, overrides=overrides)
     out = {f.name: {} for f in dataclasses.fields(FixedPoints) if f.name not in _NOT_PER_CASE}
     acc = {}
     for case in s.cases:
-        name = case.name
         c = _fixed_point_case(case, s, seed)
         alts = [_fixed_point_case(case, s, seed, TOL_FACTOR, PERTURBATION),
                 _fixed_point_case(case, s, seed, TIGHT, 0.0)]
-        ev = np.asarray(c["ev"])
-        eg = lambda c_: generalisation_error(c_["state"], case.activation)  # noqa: E731
-        d = describe(c["state"])
-        row = dict(
-            alpha=case.alpha, states=c["state"], eg=eg(c), converged=c["converged"],
-            spectrum_of=c["spectrum_of"], eigenvalues=ev, soft_tol=float(c["soft_tol"]),
-            zero_tol=float(zero_tol(ev)), n_unstable=count_unstable(ev),
-            n_soft=count_soft(ev, c["soft_tol"]), max_real=float(ev.real.max()),
-            eigenvalues_alt=[np.asarray(a["ev"]) for a in alts], descriptions=d,
-            roles=tuple(sorted(set(d.roles))),
-            anti_aligned=[(int(k) + 1, int(l) + 1) for k, l in d.anti_aligned_pairs],
-            shared_v_min=_min(d.shared_v.values()),
-            shared_v_norm_min=_min(d.shared_v_norm.values()), norm2_mean=float(d.norm2.mean()))
-        row["spectrum_text"] = spectrum_summary(ev, row["eigenvalues_alt"], c["soft_tol"])
-        if "message" in c:
-            row["messages"] = c["message"]
-        for f, value in row.items():
-            out[f][name] = value
-        acc[name] = float(spread(eg, c, alts))
+        for f, value in _row(case, c, alts).items():
+            out[f][case.name] = value
+        acc[case.name] = float(spread(
+            lambda x, act=case.activation: generalisation_error(x["state"], act), c, alts))
     # 3 digits: at 4, linear both layers (8.9954e-05 +- 4e-11) sits 24 accuracies from a
     # rounding edge, too close for tests/test_chapters.py's boundary check
     return FixedPoints(K=s.K, M=s.M, settings=s, accuracy=dict(eg=acc), digits=dict(eg=3), **out)
