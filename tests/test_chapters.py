@@ -402,11 +402,13 @@ def test_ch4_vocabulary(fixed_points):
 
 
 def test_ch4_fixed_points_and_spectra(fixed_points, first_layer):
+    from tsode.asymptotics import linear_eg_star
+
     res = fixed_points
     assert res.converged["erf, both layers"] and res.converged["linear, first layer"]
     assert res.converged["relu, first layer"]
     assert res.eg["erf, both layers"] == pytest.approx(9.31e-5, abs=rounding(9.31e-5, 3))
-    assert res.eg["linear, first layer"] == pytest.approx(ex.linear_eg_star(4, 0.1, 0.1), rel=1e-9)
+    assert res.eg["linear, first layer"] == pytest.approx(linear_eg_star(4, 0.1, 0.1), rel=1e-9)
     # the polished ReLU fixed point vs the chapter-2 ODE read at alpha = 1e3 (same initial
     # state): the integration has not quite finished its slow approach (measured 8e-5)
     assert res.eg["relu, first layer"] == pytest.approx(first_layer.relu["ode"][2], rel=1e-3)
@@ -439,16 +441,21 @@ def test_ch4_spectra_figure_separates_fixed_points(fixed_points):
     assert any("not fixed points" in t for t in texts)
 
 
-def test_ch4_split_units_merged_fixed_points():
+@pytest.fixture(scope="module")
+def split_units():
+    from tsode.book import split
+
+    return split.split_units(FAST)
+
+
+def test_ch4_split_units_merged_fixed_points(split_units):
     """ReLU first layer, even splits: the merged fixed point at L = 2 (K = 2 at 2 eta, Newton from
     the teacher) equals the merge of the unmerged K = 4 Newton state re-polished (independent
     route) to 1e-9 relative; chapter 2's SGD (8 runs, N = 1000, alpha = 1e4) agrees with the
     merged values at L = 0 and 2 within 3 standard errors (measured 0.1 and 0.2 s.e.) but not at
     L = 4 (measured 2.7 s.e. there, SGD does not split evenly: not asserted either way); the
     merged points are stable and the unmerged state has paired units at cos < 0.999."""
-    from tsode.book import split
-
-    res = split.split_units(FAST)
+    res = split_units
     assert res.eg4_merged == pytest.approx(res.eg_merged[2], rel=1e-9)
     for L in (0, 2):
         mean, se, runs = res.sgd[L]
@@ -594,6 +601,8 @@ def test_long_time_numbers_are_converged(both_layers, fixed_points):
     """Chapter 3's alpha = 1e7 errors and last-decade exponents, chapter 2's slow-mode numbers and
     chapter 4's erf both-layer fixed point (integrated to 1e6): recomputed with rtol and atol
     divided by 100, each changes by less than half a unit of its printed last digit."""
+    from tsode.order_parameters import generalisation_error
+
     res = both_layers
     for act in ("erf", "linear", "relu"):
         for i, K in enumerate(res.K[act]):
@@ -608,9 +617,9 @@ def test_long_time_numbers_are_converged(both_layers, fixed_points):
     tight = accuracy.ode_variant(slow.state0, slow.setup, slow.trajectory, tol_factor=0.01, rel=0.0)
     assert abs(ex._end_exponent(tight) - slow.end_exponent) < _printed_unit(slow.fmt("end_exponent")) / 2
     assert abs(tight.eg[-1] - slow.eg_end) < 0.5e-4 * slow.eg_end  # printed as a ratio, 2 digits
-    case = next(c for c in fixed_points.settings["cases"] if c[:2] == ("erf", "both"))
+    case = fixed_points.settings.case("erf", "both")
     c = ex._fixed_point_case(case, fixed_points.settings, 0, tol_factor=0.01)
-    eg = ex.generalisation_error(c["state"], "erf")
+    eg = generalisation_error(c["state"], "erf")
     assert abs(eg - fixed_points.eg["erf, both layers"]) < \
         _printed_unit(fixed_points.fmt("eg", "erf, both layers")) / 2
 
@@ -623,3 +632,107 @@ def test_glued_exponents_are_far_from_their_rounding_edges(both_layers):
         acc = float(both_layers.accuracy["final_exponent"][act].max())
         for d in np.linspace(-1, 1, 21) * accuracy.SAFETY * acc:
             assert ex.claimed(value + d, spec) == ex.claimed(value, spec), (act, value, acc)
+
+
+# ==========================================================================================
+# chapter 4 on the chapter contract (issue 10): settings, frozen results, derived fields, and
+# the one definition of "unstable" / "soft" (tsode.fixed_points)
+# ==========================================================================================
+#: a hand-built spectrum: max|Re| = 1, so zero_tol = 1e-8; unstable: only 5e-8 (2e-9 is below
+#: the finite-difference floor); soft at soft_tol = 1e-3: -1e-4, 2e-9, 5e-8 (not -1e-3: strict)
+SPECTRUM = np.array([-1.0, -1e-3 + 0.5j, -1e-3 - 0.5j, -1e-4, 2e-9, 5e-8])
+
+
+def test_ch4_one_definition_of_unstable_and_soft():
+    from tsode.fixed_points import FixedPoint, count_soft, count_unstable, soft_mask, zero_tol
+    from tsode.order_parameters import OrderParameters, Setup
+
+    assert zero_tol(SPECTRUM) == pytest.approx(1e-8, rel=1e-15)
+    assert count_unstable(SPECTRUM) == 1  # a wrong "Re >= 0" or "Re > 0" rule gives 2
+    assert count_soft(SPECTRUM, 1e-3) == 3  # "<=" would give 5
+    assert soft_mask(SPECTRUM, 1e-3).tolist() == [False, False, False, True, True, True]
+    # vectorised: one threshold per spectrum; the second spectrum scaled by 1e-6 keeps its counts
+    both = np.stack([SPECTRUM, 1e-6 * SPECTRUM])
+    assert count_unstable(both).tolist() == [1, 1]
+    assert count_soft(both, np.array([1e-3, 1e-9])).tolist() == [3, 3]
+    assert np.allclose(zero_tol(both), [1e-8, 1e-14], rtol=1e-15)
+    # FixedPoint's properties are these functions
+    eye = np.eye(2)
+    fp = FixedPoint(state=OrderParameters(Q=eye, R=eye, T=eye, v=np.ones(2), v_star=np.ones(2)),
+                    setup=Setup("erf"), eg=0.0, eigenvalues=SPECTRUM, converged=True,
+                    residual=0.0, soft_tol=1e-3, message="")
+    assert (fp.n_unstable, fp.n_soft, fp.zero_tol) == (1, 3, zero_tol(SPECTRUM))
+    assert not fp.stable and fp.soft_modes.tolist() == [-1e-4, 2e-9, 5e-8]
+    # the book's printed soft count is the same rule: at 1e-2 no eigenvalue is near the
+    # threshold; at 1e-3 the pair -1e-3 ± 0.5i sits on it and is reported as undecided
+    assert ex.spectrum_summary(SPECTRUM, [SPECTRUM], 1e-2)["n_soft"] == str(count_soft(SPECTRUM, 1e-2)) == "5"
+    assert ex.spectrum_summary(SPECTRUM, [SPECTRUM], 1e-3)["n_soft"] == "3-5"
+
+
+def test_ch4_settings_contract():
+    import dataclasses
+
+    from tsode.book.fixed_point_maps import Case, FixedPointsSettings
+    from tsode.book.split import SplitUnitsSettings
+
+    for cls in (FixedPointsSettings, SplitUnitsSettings):
+        assert cls.fast() == cls.full()  # documented: the same in both modes
+        with pytest.raises(ValueError, match="bogus"):
+            cls.full().replace(bogus=1)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cls.full().M = 3
+    s = FixedPointsSettings.full()
+    assert all(isinstance(c, Case) for c in s.cases) and len(s.cases) == 6
+    assert s.case("relu", "first") == Case("relu", "first", "small", 0.2, 1e3, True)
+    # plain tuples (an override from the command line) become Cases
+    t = FixedPointsSettings.of("fast", overrides={"cases": [["erf", "both", "random", 0.1, 1e6, True]]})
+    assert t.cases == (s.case("erf", "both"),)
+    with pytest.raises(ValueError, match="layers"):
+        Case("erf", "second", "random", 0.1, 1e4)
+    with pytest.raises(ValueError, match="polish"):
+        Case("erf", "first", "random", 0.1, 1e4, "yes")
+    assert [c.key for c in s.cases][:2] == ["erf_first_layer", "erf_both_layers"]
+    # chapters 2 and 3's initial states, on purpose: the same seeds as their streams
+    from tsode.book.chapter import seed_for
+
+    assert s.case("erf", "first").seed_stream == "first_layer.start"
+    assert seed_for(0, "both_layers.start", 4) == int(
+        np.random.SeedSequence([0, 30, 4]).generate_state(1)[0])
+
+
+def test_ch4_results_are_frozen_and_derived_fields_recompute(fixed_points, split_units):
+    import dataclasses
+
+    res = fixed_points
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.eg = {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        split_units.K4 = 5
+    for name, ev in res.eigenvalues.items():
+        re = np.real(ev)
+        assert res.n_unstable[name] == int(np.sum(re > 1e-8 * np.abs(re).max()))
+        assert res.n_soft[name] == int(np.sum(np.abs(re) < res.soft_tol[name]))
+        assert res.max_real[name] == re.max()
+        d = res.descriptions[name]
+        assert res.roles[name] == tuple(sorted(set(d.roles)))
+        assert res.anti_aligned[name] == [(k + 1, l + 1) for k, l in d.anti_aligned_pairs]
+        assert res.norm2_mean[name] == pytest.approx(np.diag(res.states[name].Q).mean(), rel=1e-14)
+    # the chapter's glued count: the symmetric point's unstable directions are the eigenvalues
+    # with Re > 0, far (> 1e3 times) above the floor, the others clearly negative (measured 3)
+    re = np.real(res.eigenvalues["erf, first layer"])
+    assert res.n_unstable["erf, first layer"] == np.sum(re > 0) == 3
+    assert re[re > 0].min() > 1e3 * res.zero_tol["erf, first layer"] and re[re < 0].max() < -1e-4
+    # positive homogeneity, from the overlaps: the ReLU split units sum to the teacher's v* = 1
+    st = res.states["relu, first layer"]
+    Q, R = np.asarray(st.Q), np.asarray(st.R)
+    cos = R / np.sqrt(np.outer(np.diag(Q), np.diag(st.T)))
+    sums = [(np.asarray(st.v) * np.sqrt(np.diag(Q)))[cos[:, n] > 0.99].sum() for n in range(st.M)]
+    assert res.shared_v_norm_min["relu, first layer"] == pytest.approx(min(sums), rel=1e-12)
+    v = np.asarray(res.states["erf, both layers"].v)
+    assert res.shared_v_min["erf, both layers"] == pytest.approx(
+        min(v[np.argmax(np.asarray(res.states["erf, both layers"].R), axis=1) == n].sum()
+            for n in range(res.M)), rel=1e-12)
+    # split units: the unmerged state is chapter 4's row "relu, first layer"
+    assert split_units.K4 == len(split_units.state4.v) == res.K
+    assert split_units.max_re_merged_top == max(split_units.max_re_merged.values())
+    assert np.array_equal(split_units.state4.Q, st.Q)

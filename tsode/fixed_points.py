@@ -30,7 +30,8 @@ from .order_parameters import OrderParameters, Setup, generalisation_error
 from .roles import describe
 from .trajectory import Trajectory
 
-__all__ = ["FixedPoint", "FixedPointError", "fixed_point", "stability", "integrate_to_fixed_point"]
+__all__ = ["FixedPoint", "FixedPointError", "fixed_point", "stability", "integrate_to_fixed_point",
+           "ZERO_RTOL", "zero_tol", "count_unstable", "soft_mask", "count_soft"]
 
 
 class FixedPointError(RuntimeError):
@@ -187,6 +188,58 @@ def _group_labels(group, M):
     return labQ, labR, labv
 
 
+# ------------------------------------------------------------------------------------------
+# the one definition of "unstable" and "soft" (FixedPoint, the book's tables and texts use it)
+# ------------------------------------------------------------------------------------------
+#: Relative accuracy of the real parts of a finite-difference spectrum: |Re λ| below
+#: ZERO_RTOL · max|Re λ| is indistinguishable from 0.
+ZERO_RTOL = 1e-8
+
+
+def _scalar(x):
+    """A 0-d array as a Python number, other arrays unchanged."""
+    return x.item() if np.ndim(x) == 0 else x
+
+
+def zero_tol(eigenvalues):
+    r"""The threshold below which :math:`|\mathrm{Re}\,\lambda|` counts as 0:
+    ``ZERO_RTOL`` · max|Re λ| (the accuracy of a finite-difference Jacobian's eigenvalues).
+
+    ``eigenvalues``: (..., n) complex or real, one spectrum per leading index. Returns a float
+    (one spectrum) or an array of shape (...). NaN if a spectrum contains NaN; 0 if n = 0.
+    """
+    re = np.real(np.asarray(eigenvalues))
+    return _scalar(ZERO_RTOL * np.max(np.abs(re), axis=-1, initial=0.0))
+
+
+def count_unstable(eigenvalues):
+    r"""Number of unstable directions, however slow: eigenvalues with
+    :math:`\mathrm{Re}\,\lambda >` :func:`zero_tol` (of the same spectrum).
+
+    ``eigenvalues``: (..., n). Returns an int (one spectrum) or an int array of shape (...)
+    (0 for a spectrum containing NaN, whose threshold is NaN).
+    """
+    re = np.real(np.asarray(eigenvalues))
+    zt = ZERO_RTOL * np.max(np.abs(re), axis=-1, initial=0.0, keepdims=True)
+    return _scalar(np.sum(re > zt, axis=-1))
+
+
+def soft_mask(eigenvalues, soft_tol):
+    r"""Which eigenvalues are *soft* (slow, marginal or slowly unstable directions):
+    :math:`|\mathrm{Re}\,\lambda| <` ``soft_tol``.
+
+    ``eigenvalues``: (..., n); ``soft_tol``: a float or an array broadcasting against (...)
+    (one threshold per spectrum). Returns a bool array of shape (..., n).
+    """
+    re = np.real(np.asarray(eigenvalues))
+    return np.abs(re) < np.expand_dims(np.asarray(soft_tol, dtype=float), -1)
+
+
+def count_soft(eigenvalues, soft_tol):
+    """Number of soft modes (:func:`soft_mask`): an int (one spectrum) or an int array (...)."""
+    return _scalar(np.sum(soft_mask(eigenvalues, soft_tol), axis=-1))
+
+
 @dataclass(frozen=True, eq=False)
 class FixedPoint:
     """A fixed point of the order-parameter ODEs and its linear stability.
@@ -223,23 +276,25 @@ class FixedPoint:
     @property
     def zero_tol(self) -> float:
         """|Re λ| below this is indistinguishable from 0 (finite-difference Jacobian accuracy):
-        1e-8 · max|Re λ|."""
-        return 1e-8 * float(np.abs(self.eigenvalues.real).max())
+        :func:`zero_tol`, 1e-8 · max|Re λ|."""
+        return float(zero_tol(self.eigenvalues))
 
     @property
     def soft_modes(self) -> np.ndarray:
-        """Eigenvalues with |Re λ| < soft_tol (near-zero modes: slow, marginal or slowly
-        unstable directions)."""
-        return self.eigenvalues[np.abs(self.eigenvalues.real) < self.soft_tol]
+        """Eigenvalues with |Re λ| < soft_tol (:func:`soft_mask`; near-zero modes: slow,
+        marginal or slowly unstable directions)."""
+        return self.eigenvalues[soft_mask(self.eigenvalues, self.soft_tol)]
 
     @property
     def n_soft(self) -> int:
-        return int(self.soft_modes.size)
+        """Number of soft modes (:func:`count_soft`)."""
+        return int(count_soft(self.eigenvalues, self.soft_tol))
 
     @property
     def n_unstable(self) -> int:
-        """Number of eigenvalues with Re λ > zero_tol (unstable directions, however slow)."""
-        return int(np.sum(self.eigenvalues.real > self.zero_tol))
+        """Number of eigenvalues with Re λ > zero_tol (:func:`count_unstable`: unstable
+        directions, however slow)."""
+        return int(count_unstable(self.eigenvalues))
 
     @property
     def max_real(self) -> float:

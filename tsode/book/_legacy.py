@@ -76,22 +76,6 @@ SETTINGS: dict[str, dict] = {
         fast=dict(N=500, runs=4, alpha_sgd=300.0, relu_alpha_read=1e4),
         full=dict(N=1000, runs=8, alpha_sgd=1000.0, relu_alpha_read=1e4),
     ),
-    "fixed_points": dict(
-        # (activation, layers) -> (initialisation, eta, alpha of the integration, polish?)
-        # polish: True = Newton from the end state; False = no fixed point, keep the end state;
-        # "symmetric" = slow mode (chapter 2): keep the end state, spectrum of the symmetric
-        # fixed point (erf_symmetric_fixed_point), which is unstable
-        common=dict(K=4, M=2, sigma=0.1, cases=[
-            ("erf", "first", "random", 0.1, 1e4, "symmetric"),
-            ("erf", "both", "random", 0.1, 1e6, True),
-            ("relu", "first", "small", 0.2, 1e3, True),
-            ("relu", "both", "small", 0.1, 1e4, True),
-            ("linear", "first", "small", 0.1, 1e4, True),
-            ("linear", "both", "small", 0.1, 1e5, False),  # no finite fixed point
-        ]),
-        fast=dict(),
-        full=dict(),
-    ),
     "slow_mode": dict(
         common=dict(M=2, K=4, eta=0.1, sigma=0.1, kind="random"),
         fast=dict(alpha_max=1e5),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fixed_points import count_soft, zero_tol
 from ..ode import integrate
 from ..order_parameters import OrderParameters, Setup
 
@@ -135,12 +136,12 @@ def spectrum_summary(ev, ev_alts, soft_tol: float) -> dict:
     (|Re λ| < soft_tol; "a-b" when eigenvalues lie within SAFETY times their accuracy of the
     threshold) and "top" (:func:`robust_magnitude` of the largest Re λ). The accuracy of each
     Re λ is its largest change, at least 1e-8·max|Re λ| (the finite-difference floor,
-    FixedPoint.zero_tol)."""
+    :func:`tsode.fixed_points.zero_tol`). Soft means what :func:`tsode.fixed_points.count_soft`
+    counts."""
     re = np.sort(np.real(ev))
-    change = np.maximum(spread(lambda e: np.sort(np.real(e)), ev, ev_alts),
-                        1e-8 * np.abs(re).max())
+    change = np.maximum(spread(lambda e: np.sort(np.real(e)), ev, ev_alts), zero_tol(re))
     sure = np.abs(np.abs(re) - soft_tol) > SAFETY * change
-    lo = int(np.sum(sure & (np.abs(re) < soft_tol)))
+    lo = int(count_soft(re[sure], soft_tol))
     hi = lo + int(np.sum(~sure))
     return dict(n_soft=str(lo) if lo == hi else f"{lo}-{hi}",
                 top=robust_magnitude(re[-1], change[-1]))

@@ -78,10 +78,12 @@ from .odes import _plateau, align_units, ode_vs_sgd  # noqa: E402,F401
 from .first_layer import (_ansatz, collapse, first_layer_curves,  # noqa: E402,F401
                           first_layer_final, slow_mode)
 from .both_layers import both_layers  # noqa: E402,F401
-from .fixed_point_maps import _fixed_point_case, fixed_points  # noqa: E402,F401
+from .fixed_point_maps import (Case, FixedPoints, FixedPointsSettings,  # noqa: E402,F401
+                               _fixed_point_case, fixed_points)
 # chapter 1 (modules of their own; they register their SETTINGS)
 from . import fig1 as _fig1  # noqa: E402,F401
 from . import split as _split  # noqa: E402,F401  (chapter 4, split units)
+from .split import SplitUnits, SplitUnitsSettings, split_units  # noqa: E402,F401
 from . import convergence as _convergence  # noqa: E402
 
 

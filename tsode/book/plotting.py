@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
+from ..fixed_points import soft_mask
 from .export import figure_csv, min_font_px, show
 
 __all__ = [
@@ -562,14 +563,14 @@ def fig_spectra(res):
                 transform=ax.get_yaxis_transform(), fontsize=MIN_FONT_PT, ha="right", va="bottom")
     for i, name in enumerate(names):
         ev = np.real(np.asarray(res.eigenvalues[name]))
-        soft = np.abs(ev) < res.soft_tol[name]
+        soft = soft_mask(ev, res.soft_tol[name])
         act = name.split(",")[0]
         ax.plot(ev[~soft], np.full((~soft).sum(), i), "|", ms=13, mew=1.6, color=ACT_COLORS[act])
         ax.plot(ev[soft], np.full(soft.sum(), i), "|", ms=13, mew=1.6, color="0.6")
     ax.set_yticks(range(len(names)), [""] * len(names))
     for i, n in enumerate(names):
         ax.text(0.01, i - 0.32, f"{n} ({res.spectrum_of[n]}): {res.n_soft[n]} soft, "
-                f"max Re $\\lambda$ = {np.real(res.eigenvalues[n]).max():.1e}",
+                f"max Re $\\lambda$ = {res.max_real[n]:.1e}",
                 transform=ax.get_yaxis_transform(), fontsize=MIN_FONT_PT, va="bottom")
     ax.set_xscale("symlog", linthresh=res.linthresh)
     lo = -10.0 ** np.ceil(np.log10(max(-min(np.real(e).min() for e in res.eigenvalues.values()), 1e-3)))

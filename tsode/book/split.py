@@ -7,28 +7,77 @@ units therefore has the fixed point of the K = M student at learning rate n η: 
 0, M, 2M, ... the reduced (merged) system is polished by Newton without the neutral split
 direction. :func:`split_units` computes these, the state Newton finds for the unmerged K = 4
 student (chapter 4's table), and reads the SGD values of chapter 2's cached long run
-(``book/data/first_layer_relu.nc``, read only). Registered as ``experiments.SETTINGS["split_units"]``.
+(``book/data/first_layer_relu.nc``, read only). Settings: :class:`SplitUnitsSettings`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..asymptotics import fixed_point
 from ..order_parameters import OrderParameters, Setup, generalisation_error
 from ..split_units import merge_units, merged_setup, parallel_groups
-from . import experiments as ex
+from .chapter import Result, Settings, register, settings_of, timed
+from .fixed_point_maps import FixedPointsSettings, _fixed_point_case
 
-#: L with an even split of the K = M + L units over the M = 2 teacher units (L multiple of M);
-#: ``split_tol``: cosine tolerance for calling two units of the unmerged K = 4 state parallel.
-SETTINGS = dict(
-    common=dict(split_L=[0, 2, 4], split_M=2, split_eta=0.2, split_sigma=0.1, split_tol=0.02),
-    fast=dict(),
-    full=dict(),
-)
-ex.SETTINGS.setdefault("split_units", SETTINGS)
+__all__ = ["SplitUnitsSettings", "SplitUnits", "split_units", "records", "fixed_point_records",
+           "fig_split_units"]
+
+
+@register("split_units")
+@dataclass(frozen=True)
+class SplitUnitsSettings(Settings):
+    """Settings of :func:`split_units` (the same in both modes).
+
+    L : superfluous units K − M with an even split over the M teacher units (multiples of M).
+    M : teacher units.
+    eta : learning rate (that of chapter 2's cached ReLU long run).
+    sigma : label noise.
+    tol : cosine tolerance for calling two units of the unmerged K = 4 state parallel.
+    """
+
+    L: tuple = (0, 2, 4)
+    M: int = 2
+    eta: float = 0.2
+    sigma: float = 0.1
+    tol: float = 0.02
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitUnits(Result):
+    """Result of :func:`split_units`.
+
+    L : list of L (x axis).
+    eg_merged : {L: ε_g* of the merged fixed point (K = M at (L + M)/M · η)}; accuracy: the
+        difference of two Newton starts at L = M, 1e-12 relative elsewhere.
+    max_re_merged : {L: largest Re λ of the merged fixed point}.
+    max_re_merged_top : the largest of those (< 0: every merged fixed point is stable).
+    sgd : {L: (mean, standard error, runs) of ε_g at the last α of chapter 2's cached ReLU SGD
+        long run}, and "alpha", "N" of that run.
+    state4 : OrderParameters, the state Newton finds for the unmerged student (chapter 4's row
+        "relu, first layer").
+    K4 : its number of units.
+    groups4 : its parallel groups (:func:`tsode.split_units.parallel_groups` at ``tol``).
+    cos4 : the largest cosine between two units of one group.
+    eg4 : ε_g of ``state4``.
+    eg4_merged : ε_g* of Newton on the merge of ``state4`` (at the merged learning rates): the
+        same fixed point as from the teacher state.
+    """
+
+    L: list
+    eg_merged: dict
+    max_re_merged: dict
+    max_re_merged_top: float
+    sgd: dict
+    state4: OrderParameters
+    K4: int
+    groups4: list
+    cos4: float
+    eg4: float
+    eg4_merged: float
 
 
 def _teacher_state(M: int) -> OrderParameters:
@@ -37,11 +86,12 @@ def _teacher_state(M: int) -> OrderParameters:
     return OrderParameters(Q=eye, R=eye, T=eye, v=np.ones(M), v_star=np.ones(M))
 
 
-def _sgd_long_run(s) -> dict:
-    """Chapter 2's cached ReLU SGD: {L: (mean, standard error) of eps_g at the last alpha}."""
+def _sgd_long_run(s: SplitUnitsSettings) -> dict:
+    """Chapter 2's cached ReLU SGD: {L: (mean, standard error, runs) of eps_g at the last
+    alpha}, "alpha" and "N"."""
     from .long_runs import load
 
-    ds = load("first_layer_relu", eta=s["split_eta"], sigma=s["split_sigma"], M=s["split_M"])
+    ds = load("first_layer_relu", eta=s.eta, sigma=s.sigma, M=s.M)
     out = {"alpha": float(ds.alpha.values[-1]), "N": int(json.loads(ds.attrs["spec"])["N"])}
     for L in ds.L.values:
         eg = ds.eg.sel(L=L).values[:, -1]
@@ -49,51 +99,56 @@ def _sgd_long_run(s) -> dict:
     return out
 
 
-@ex._timed
-def split_units(mode: str = "full", seed: int = 0, overrides=None) -> ex.Result:
+def _unmerged_state(s: SplitUnitsSettings, fps: FixedPointsSettings, seed: int):
+    """The unmerged student: chapter 4's row "relu, first layer" (its K, initialisation, α and
+    polish) at the split's η, M and σ."""
+    case = replace(fps.case("relu", "first"), eta=s.eta)
+    return _fixed_point_case(case, fps.replace(M=s.M, sigma=s.sigma), seed)["state"]
+
+
+@timed
+def split_units(settings: SplitUnitsSettings | str = "full", seed: int = 0, overrides=None, *,
+                fixed_points_settings: FixedPointsSettings | None = None) -> SplitUnits:
     r"""ε_g* of the ReLU first layer (M = 2, η = 0.2, σ = 0.1) with evenly split units, from the
     merged fixed points, against chapter 2's SGD; and the unmerged K = 4 state of chapter 4.
 
-    Returns ``L`` (list), ``eg_merged`` / ``max_re_merged`` ({L: ε_g*, largest Re λ of the
-    merged fixed point}), ``sgd`` ({L: (mean, s.e., runs)}, ``alpha``), the K = 4 Newton state
-    ``state4`` with ``cos4`` (cosine of its paired units), ``groups4`` (at ``split_tol``),
-    ``eg4``, and ``eg4_merged`` (Newton on the merge of that state at 2η: the same fixed point as
-    from the teacher state). ``accuracy``: of the merged ε_g* (difference of two Newton starts).
+    ``settings``: a :class:`SplitUnitsSettings`, or a mode with an ``overrides`` dict;
+    ``fixed_points_settings``: those of the unmerged state's row (default: of the same mode and
+    overrides, or the full mode's when ``settings`` is an instance). See :class:`SplitUnits`.
     """
-    s = ex.settings("split_units", mode, None, ex.check_overrides(overrides))
-    M = s["split_M"]
-    setup = Setup("relu", eta=s["split_eta"], sigma=s["split_sigma"])
+    s = settings_of("split_units", settings, overrides=overrides)
+    fps = fixed_points_settings or settings_of(
+        "fixed_points", settings if isinstance(settings, str) else "full", overrides=overrides)
+    M = s.M
     eg, top, acc = {}, {}, {}
-    for L in s["split_L"]:
+    for L in s.L:
         n = (L + M) // M
-        fp = fixed_point(_teacher_state(M), Setup("relu", eta=n * setup.eta, sigma=setup.sigma))
-        eg[L], top[L] = generalisation_error(fp.state, "relu"), float(np.real(fp.eigenvalues).max())
-    fps = ex.settings("fixed_points", mode, None, ex.check_overrides(overrides))
-    case = ex._fixed_point_case(("relu", "first", "small", s["split_eta"], 1e3, True), fps, seed)
-    state4 = case["state"]
+        fp = fixed_point(_teacher_state(M), Setup("relu", eta=n * s.eta, sigma=s.sigma))
+        eg[L], top[L] = generalisation_error(fp.state, "relu"), fp.max_real
+    state4 = _unmerged_state(s, fps, seed)
     Q = np.asarray(state4.Q)
     cos = Q / np.sqrt(np.outer(np.diag(Q), np.diag(Q)))
-    groups = parallel_groups(state4, s["split_tol"])
-    res = ex.Result(L=list(s["split_L"]), eg_merged=eg, max_re_merged=top, settings=s,
-                    sgd=_sgd_long_run(s), state4=state4, groups4=groups, eg4=float(
-                        generalisation_error(state4, "relu")),
-                    cos4=float(max(cos[g[0], g[1]] for g in groups if len(g) > 1)))
-    fp4 = fixed_point(merge_units(state4, groups, s["split_tol"]), merged_setup(setup, groups))
-    res.eg4_merged = float(generalisation_error(fp4.state, "relu"))
-    for L in res.L:
-        acc[L] = abs(res.eg4_merged - eg[L]) if (L + M) // M == 2 else 1e-12 * eg[L]
-    res.accuracy = dict(eg_merged=acc)
-    return res
+    groups = parallel_groups(state4, s.tol)
+    setup = Setup("relu", eta=s.eta, sigma=s.sigma)
+    fp4 = fixed_point(merge_units(state4, groups, s.tol), merged_setup(setup, groups))
+    eg4_merged = float(generalisation_error(fp4.state, "relu"))
+    for L in s.L:
+        acc[L] = abs(eg4_merged - eg[L]) if (L + M) // M == 2 else 1e-12 * eg[L]
+    return SplitUnits(L=list(s.L), eg_merged=eg, max_re_merged=top,
+                      max_re_merged_top=max(top.values()), settings=s, sgd=_sgd_long_run(s),
+                      state4=state4, K4=state4.K, groups4=groups,
+                      eg4=float(generalisation_error(state4, "relu")),
+                      cos4=float(max(cos[g[0], g[1]] for g in groups if len(g) > 1)),
+                      eg4_merged=eg4_merged, accuracy=dict(eg_merged=acc))
 
 
 def records(res) -> list[dict]:
     """summary.json records: merged fixed points (fixed_point) and the SGD beside them."""
     s = res.settings
-    base = dict(chapter=4, activation="relu", layers="first", M=s["split_M"], eta=s["split_eta"],
-                sigma=s["split_sigma"])
+    base = dict(chapter=4, activation="relu", layers="first", M=s.M, eta=s.eta, sigma=s.sigma)
     out = []
     for L in res.L:
-        K = s["split_M"] + L
+        K = s.M + L
         claim = f"ReLU first layer, even split (K = {K}): eps_g* = that of K = M at {K // 2} eta"
         out.append(dict(base, id=f"ch4-split-fp-L{L}", claim=claim, quantity="eps_g*",
                         value=res.eg_merged[L], stderr=None, method="fixed_point", alpha=None,
@@ -112,16 +167,15 @@ def fixed_point_records(res) -> list[dict]:
     (including erf with the first layer, whose state is the slow mode's at α = 10⁴)."""
     s = res.settings
     out = []
-    for case in s["cases"]:
-        act, layers, _, eta = case[:4]
-        name = f"{act}, {layers} layer" + ("s" if layers == "both" else "")
+    for case in s.cases:
+        name = case.name
         fixed = res.spectrum_of[name] == "fixed point"  # the state is the polished one
         out.append(dict(
-            id=f"ch4-{act}-{layers}", chapter=4, claim=f"state reached: {name}",
+            id=f"ch4-{case.activation}-{case.layers}", chapter=4, claim=f"state reached: {name}",
             quantity="eps_g", value=float(res.eg[name]), stderr=None,
             method="fixed_point" if fixed else "ode", alpha=None if fixed else res.alpha[name],
-            N=None, runs=None, activation=act, layers=layers, K=res.K, M=res.M, eta=eta,
-            sigma=s["sigma"], reference=None, reference_source=None))
+            N=None, runs=None, activation=case.activation, layers=case.layers, K=res.K, M=res.M,
+            eta=case.eta, sigma=s.sigma, reference=None, reference_source=None))
     return out
 
 
@@ -139,10 +193,9 @@ def fig_split_units(res):
                   pl.COLORS[0], "o")
     pl.reference_line(ax, res.L, [res.eg_merged[L] for L in res.L],
                       "merged fixed point (even split)", "k", ls="none", marker="x", ms=7, mew=1.5)
-    L4 = len(res.state4.v) - res.settings["split_M"]
-    ax.plot([L4], [res.eg4], "D", color=pl.COLORS[1], mfc="none", ms=8, mew=1.4,
-            label=f"unmerged $K={len(res.state4.v)}$ Newton state")
-    pl.label(ax, "L", "eg_star", title=f"ReLU, first layer, $\\eta={res.settings['split_eta']}$")
+    ax.plot([res.K4 - res.settings.M], [res.eg4], "D", color=pl.COLORS[1], mfc="none", ms=8,
+            mew=1.4, label=f"unmerged $K={res.K4}$ Newton state")
+    pl.label(ax, "L", "eg_star", title=f"ReLU, first layer, $\\eta={res.settings.eta}$")
     ax.set_xticks(Ls)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     pl.legend_below(ax)
