@@ -2,8 +2,9 @@ r"""Chapter 1's reproduction of the paper's Fig. 1(b) (Goldt et al. 2019).
 
 The paper's caption gives only N = 784, M = 4, η = 0.2 and the sigmoidal (erf) activation; the
 soft committee machine (first layer trained, v = v* = 1) is the natural reading. Everything else
-is this book's choice and is stated in :class:`Fig1Settings`: σ = 0 (not given), K = 4, 6, 8, α up to 2000, an orthonormal teacher (T = I), the
-"large" start (student entries N(0, 1)) and the seeds.
+is this book's choice and is stated in :class:`Fig1Settings`: σ = 0 (not given), K = 4, 6, 8,
+α up to 2000, an orthonormal teacher (T = I), the "large" start (student entries N(0, 1)) and
+the seeds (:data:`tsode.book.chapter.SEEDS` "fig1.*").
 """
 
 from __future__ import annotations
