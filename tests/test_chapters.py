@@ -74,9 +74,11 @@ def test_ch1_sgd_check_rejects_a_wrong_ode(ode_vs_sgd):
     """Power: the same t-band rejects the ODE of a learning rate 10 % off."""
     import dataclasses
 
+    from tsode import integrate
+
     res = ode_vs_sgd
     wrong = dataclasses.replace(res.setup, eta=1.1 * res.setup.eta)
-    ode = ex.integrate(res.state0, wrong, res.alpha_end, alphas=res.ode.alpha)
+    ode = integrate(res.state0, wrong, res.alpha_end, alphas=res.ode.alpha)
     for engine, (t, crit) in _sgd_vs_ode_tstats(res, ode, _ch1_window(res)).items():
         assert t.max() > crit, (engine, t.max(), crit)
 
@@ -108,7 +110,7 @@ def test_ch1_convergence_exponent_is_one_half(convergence):
     (measured fast mode: -0.41 +- 0.09, -0.47 +- 0.05, -0.47 +- 0.06), and the window really
     contains the escape (the ODE's eps_g falls by more than a decade after alpha = 100)."""
     res = convergence
-    assert res.settings["alpha_max"] >= 300
+    assert res.settings.alpha_max >= 300
     ode = res.ode
     assert ode.eg[-1] < 0.1 * np.interp(100.0, ode.alpha, ode.eg)
     for q in ("eg", "Q", "R"):
@@ -131,15 +133,17 @@ def test_ch1_convergence_mean_path(convergence):
     every N; power: the same statistic for a perturbed ODE (eta 10 % off) exceeds it."""
     import dataclasses
 
+    from tsode import integrate
+    from tsode.book import chapter
     from tsode.book import convergence as cv
 
     res = convergence
     assert all(t < c for t, c in zip(res.mean_t, res.mean_crit)), (res.mean_t, res.mean_crit)
     wrong = dataclasses.replace(res.setup, eta=1.1 * res.setup.eta)
-    ode = ex.integrate(res.state0, wrong,
-                       res.settings["alpha_max"], alphas=res.ode.alpha)
-    tr = ex._sim(res.state0, res.setup, res.N[0], res.settings["alpha_max"], engine="reduced",
-                 seed=ex._seed(0, 11, 0), n_runs=res.runs[0], alphas=res.ode.alpha)
+    ode = integrate(res.state0, wrong, res.settings.alpha_max, alphas=res.ode.alpha)
+    tr = chapter.run_sgd(res.state0, res.setup, res.N[0], res.settings.alpha_max,
+                         engine="reduced", seed=chapter.seed_for(0, "convergence.runs", 0),
+                         n_runs=res.runs[0], alphas=res.ode.alpha)
     t, crit = cv.mean_path_tstat(tr, ode)
     assert t > crit, (t, crit)
 
@@ -171,11 +175,13 @@ def _fig1_tstats(res, eta_factor=1.0):
     up to the plateau of the K = M student, for every K, and the Bonferroni 1 % critical value."""
     import dataclasses
 
+    from tsode import integrate
+
     out = []
     for K, c in res.cases.items():
         setup = dataclasses.replace(c["setup"], eta=eta_factor * c["setup"].eta)
         tr = c["runs"]
-        ode = ex.integrate(c["state0"], setup, tr.alpha[-1], alphas=tr.alpha)
+        ode = integrate(c["state0"], setup, tr.alpha[-1], alphas=tr.alpha)
         eg = np.atleast_2d(tr.eg)
         keep = (tr.alpha > 0) & (tr.alpha <= res.plateau_alpha)
         se = eg.std(axis=0, ddof=1) / np.sqrt(eg.shape[0])
@@ -187,8 +193,8 @@ def _fig1_tstats(res, eta_factor=1.0):
 def test_ch1_fig1_sgd_follows_the_ode_through_the_plateau(fig1):
     """Fig. 1: the paper's setting (N = 784, M = 4, eta = 0.2); the run means of every K agree with
     the ODE within a Bonferroni t-band of their standard errors up to the plateau."""
-    assert fig1.settings["fig1_N"] == 784 and fig1.settings["fig1_M"] == 4
-    assert fig1.settings["fig1_eta"] == 0.2 and len(fig1.K) >= 2 and fig1.K0 == 4
+    assert fig1.settings.N == 784 and fig1.settings.M == 4
+    assert fig1.settings.eta == 0.2 and len(fig1.K) >= 2 and fig1.K0 == 4
     for t, crit in _fig1_tstats(fig1):
         assert np.all(t < crit), (t.max(), crit)
 
@@ -214,7 +220,7 @@ def test_ch1_fig1_plateau_and_escape(fig1):
     # the K = 4 plateau at eps_g ~ 0.037 (measured 0.0369) between alpha 10 and 1000, left by
     # alpha ~ 900 (measured 876); larger students sit higher on their plateaus
     assert 0.02 < fig1.plateau < 0.06 and 10 < fig1.plateau_alpha < 1000
-    assert fig1.plateau_alpha < fig1.escape_K0 < fig1.settings["fig1_alpha_max"]
+    assert fig1.plateau_alpha < fig1.escape_K0 < fig1.settings.alpha_max
     i = {K: np.argmin(np.abs(c["ode"].alpha - fig1.plateau_alpha)) for K, c in fig1.cases.items()}
     eg = [fig1.cases[K]["ode"].eg[i[K]] for K in fig1.K]
     assert np.all(np.diff(eg) > 0), eg
@@ -736,3 +742,121 @@ def test_ch4_results_are_frozen_and_derived_fields_recompute(fixed_points, split
     assert split_units.K4 == len(split_units.state4.v) == res.K
     assert split_units.max_re_merged_top == max(split_units.max_re_merged.values())
     assert np.array_equal(split_units.state4.Q, st.Q)
+# chapter 1: the chapter contract (issue 10, item 2)
+# ==========================================================================================
+def _differing(a, b) -> dict:
+    """{name: (a's value, b's value)} of the settings in which a and b differ."""
+    return {k: (v, getattr(b, k)) for k, v in a.as_dict().items() if getattr(b, k) != v}
+
+
+def test_ch1_settings_modes_and_parts_differ_as_documented():
+    from tsode.book.convergence import ConvergenceSettings
+    from tsode.book.fig1 import Fig1Settings
+    from tsode.book.odes import OdeVsSgdSettings
+
+    for part, kind in (("erf", "random"), ("relu", "small")):
+        fast, full = OdeVsSgdSettings.fast(part), OdeVsSgdSettings.full(part)
+        assert fast.activation == full.activation == part and fast.kind == full.kind == kind
+        assert _differing(fast, full) == dict(N=(500, 1000), runs_full=(2, 4),
+                                              runs_reduced=(8, 32))
+    assert _differing(OdeVsSgdSettings.full("erf"), OdeVsSgdSettings.full("relu")) == dict(
+        activation=("erf", "relu"), kind=("random", "small"))
+    assert OdeVsSgdSettings.full() == OdeVsSgdSettings.full("erf")
+    assert _differing(Fig1Settings.fast(), Fig1Settings.full()) == dict(
+        K=((4, 6), (4, 6, 8)), runs=(8, 16), single_engine=("reduced", "full"))
+    assert _differing(ConvergenceSettings.fast(), ConvergenceSettings.full()) == dict(
+        runs=((32, 16, 8), (64, 32, 16)))
+
+
+def test_ch1_settings_refuse_bad_names_and_values():
+    from tsode.book.convergence import ConvergenceSettings
+    from tsode.book.fig1 import Fig1Settings
+    from tsode.book.odes import OdeVsSgdSettings
+
+    for cls in (OdeVsSgdSettings, Fig1Settings, ConvergenceSettings):
+        with pytest.raises(ValueError, match="unknown settings \\['bogus'\\]"):
+            cls.full().replace(bogus=1)
+    with pytest.raises(ValueError, match="N and runs must be sequences of the same length"):
+        ConvergenceSettings.fast(N=(1000, 4000))
+    with pytest.raises(ValueError, match="part of OdeVsSgdSettings must be one of"):
+        ex.ode_vs_sgd(FAST, "tanh")
+    with pytest.raises(ValueError, match="activation='erf' contradicts"):
+        ex.ode_vs_sgd(OdeVsSgdSettings.fast("relu"), "erf")
+    with pytest.raises(TypeError, match="fig1 takes Fig1Settings"):
+        ex.fig1(ConvergenceSettings.fast())
+
+
+def test_ch1_seed_streams_are_the_old_salts():
+    """The named streams reproduce the former integer salts (results bitwise unchanged):
+    ode_vs_sgd 1, 2, 3; convergence 10, 11 (N's rank), 12; fig1 40, 41, 42 (K)."""
+    from tsode.book.chapter import seed_for
+
+    old = {"ode_vs_sgd.start": (1,), "ode_vs_sgd.full": (2,), "ode_vs_sgd.reduced": (3,),
+           "convergence.start": (10,), "convergence.runs": (11, 2),
+           "convergence.bootstrap": (12,), "fig1.start": (40, 6), "fig1.single": (41, 6),
+           "fig1.runs": (42, 6)}
+    for name, (salt, *index) in old.items():
+        expected = int(np.random.SeedSequence([3, salt, *index]).generate_state(1)[0])
+        assert seed_for(3, name, *index) == expected, name
+
+
+def test_ch1_results_are_frozen(ode_vs_sgd, fig1, convergence):
+    import dataclasses
+
+    for res, name in ((ode_vs_sgd, "plateau"), (fig1, "escape_max"),
+                      (convergence, "mean_test_passed")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(res, name, 0.0)
+
+
+def test_ch1_ode_vs_sgd_derived_fields(ode_vs_sgd):
+    """The end values are the last entries of the trajectories; the erf plateau is an output of
+    the ODE where eps_g(alpha) is flat (|d ln eps_g / d ln alpha| < 0.25 by central
+    differences) and no output between alpha = 1 and the escape (eps_g < plateau / 10) is
+    flatter by more than 0.05 (forward differences); ReLU has no plateau fields."""
+    res = ode_vs_sgd
+    assert res.alpha_end == res.ode.alpha[-1] == res.settings.alpha_max
+    assert res.eg_ode_end == res.ode.eg[-1]
+    for engine, tr in res.sgd.items():
+        assert res.eg_sgd_end[engine] == pytest.approx(np.asarray(tr.eg)[:, -1].mean(), rel=1e-12)
+    if res.settings.activation == "relu":
+        assert res.plateau is None and res.plateau_alpha is None
+        assert set(res.accuracy) == {"eg_ode_end"}
+        return
+    i = int(np.flatnonzero(res.ode.alpha == res.plateau_alpha)[0])
+    assert res.plateau == res.ode.eg[i]
+    la, le = np.log(res.ode.alpha[1:]), np.log(res.ode.eg[1:])
+    here = abs((le[i] - le[i - 2]) / (la[i] - la[i - 2]))  # outputs i - 1 and i + 1
+    forward = np.diff(le) / np.diff(la)
+    window = (la[:-1] > 0) & (res.ode.eg[2:] > res.plateau / 10)
+    assert here < 0.25 and np.abs(forward[window]).min() > here - 0.05, here
+    assert set(res.accuracy) == {"eg_ode_end", "plateau", "plateau_alpha"}
+
+
+def test_ch1_fig1_derived_fields(fig1):
+    res = fig1
+    assert res.Kmax == max(res.K) and res.K0 == res.settings.M
+    level = res.plateau / 10
+    escape = {}
+    for K, c in res.cases.items():
+        below = c["ode"].eg < level
+        k = int(np.argmax(below))
+        assert below[k] and not below[:k].any()
+        escape[K] = c["ode"].alpha[k]
+        runs = np.asarray(c["runs"].eg)[:, -1]
+        assert res.eg_end_sgd[K] == pytest.approx(runs.mean(), rel=1e-12)
+        assert res.eg_end_sgd_err[K] == pytest.approx(runs.std(ddof=1) / np.sqrt(runs.size),
+                                                      rel=1e-12)
+        assert res.eg_end_ode[K] == c["ode"].eg[-1]
+    assert res.escape == escape and res.escape_K0 == escape[res.K0]
+    assert res.escape_max == max(escape.values()) > res.escape_K0
+
+
+def test_ch1_convergence_derived_fields(convergence):
+    res = convergence
+    assert res.N_max == max(res.settings.N) == res.N[-1]
+    passed = bool(np.all(np.asarray(res.mean_t) < np.asarray(res.mean_crit)))
+    assert res.mean_test_passed is passed
+    for q, devs in res.dev.items():
+        assert [d.size for d in devs] == list(res.settings.runs)
+        assert np.allclose(res.dev_mean[q], [np.mean(d) for d in devs], rtol=1e-12)

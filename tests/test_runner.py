@@ -187,11 +187,11 @@ def test_summary_records_and_intro_table(tmp_path):
 
 
 def test_rerun_section_lists_both_modes_from_settings():
-    from tsode.book import experiments, pages
+    from tsode.book import pages
+    from tsode.book.odes import OdeVsSgdSettings
 
     html = pages.rerun_html("01_odes", "fast", {"eta": 0.2}, 75.0)
-    fast = experiments.settings("ode_vs_sgd", "fast", "erf")["N"]
-    full = experiments.settings("ode_vs_sgd", "full", "erf")["N"]
+    fast, full = OdeVsSgdSettings.fast("erf").N, OdeVsSgdSettings.full("erf").N
     assert fast != full and f"<td>ode_vs_sgd (erf): N</td><td>{fast}</td><td>{full}</td>" in html
     assert "80 s" in html and "--mode fast 1" in html and "papermill book/01_odes.ipynb" in html
     assert "{&#x27;eta&#x27;: 0.2}" in html

@@ -45,13 +45,6 @@ class Result(SimpleNamespace):
 
 #: mode -> settings, per experiment. Values common to both modes are given once.
 SETTINGS: dict[str, dict] = {
-    "ode_vs_sgd": dict(
-        common=dict(K=2, M=2, eta=0.5, sigma=0.01, alpha_max=300.0, n_points=16),
-        erf=dict(kind="random"),
-        relu=dict(kind="small", eta=0.5, alpha_max=300.0),
-        fast=dict(N=500, runs_full=2, runs_reduced=8),
-        full=dict(N=1000, runs_full=4, runs_reduced=32),
-    ),
     "first_layer": dict(
         common=dict(M=2, L=[0, 1, 2, 3, 4], eta=0.1, sigma=0.1),
         erf=dict(kind="random", alpha_read=1e4),

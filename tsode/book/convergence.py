@@ -12,31 +12,105 @@ with the ODE by a Bonferroni t-test at every output time.
 All N start from one macroscopic state sampled at N = ``N_start`` (settings): its initial
 asymmetry R = O(N_start^-1/2) sets the escape time of the ODE, and the compared N are well above
 N_start so that the SGD noise is small against that asymmetry (the asymptotic regime of the
-theorem). Registered as ``experiments.SETTINGS["convergence"]``.
+theorem). Settings: :class:`ConvergenceSettings`; result: :class:`Convergence`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 from ..ode import integrate
-from ..order_parameters import Setup
-from . import experiments as ex
+from ..order_parameters import OrderParameters, Setup
+from ..trajectory import Trajectory
+from .chapter import Result, Settings, register, run_sgd, seed_for, settings_of, start, timed
+from .odes import align_units
 
-#: Settings of :func:`convergence`: K = M = 2, erf, η = 0.5, σ = 0; α up to 300 covers the
-#: plateau (α ≈ 5–150) and the escape (ε_g falls by two decades between α ≈ 150 and 300).
-SETTINGS = dict(
-    common=dict(K=2, M=2, eta=0.5, sigma=0.0, activation="erf", N_start=300, alpha_max=300.0,
-                n_points=70, bootstrap=2000),
-    fast=dict(N=[1_000, 4_000, 16_000], runs=[32, 16, 8]),
-    full=dict(N=[1_000, 4_000, 16_000], runs=[64, 32, 16]),
-)
-ex.SETTINGS.setdefault("convergence", SETTINGS)
+__all__ = ["ConvergenceSettings", "Convergence", "convergence", "sup_deviations", "fit_exponent",
+           "mean_path_tstat", "records"]
+
+
+@register("convergence")
+@dataclass(frozen=True)
+class ConvergenceSettings(Settings):
+    """Settings of :func:`convergence`: erf, K = M = 2, η = 0.5, σ = 0; α up to 300 covers the
+    plateau (α ≈ 5–150) and the escape (ε_g falls by two decades between α ≈ 150 and 300).
+
+    K, M : student and teacher units (first layer only, v = v* = 1).
+    eta, sigma : learning rate and label-noise standard deviation.
+    activation : the activation ("erf": the theorem needs a bounded g with bounded derivatives).
+    N_start : dimension at which the common initial state is sampled (its asymmetry
+        R = O(N_start^-1/2) sets the ODE's escape time).
+    alpha_max : end of the compared window.
+    n_points : output times (:func:`_alphas`).
+    bootstrap : bootstrap resamples of the exponent's standard error.
+    N : the compared input dimensions.
+    runs : reduced-engine runs per N, same length as N (fast: 32, 16, 8).
+    """
+
+    MODE_VALUES = {"fast": dict(runs=(32, 16, 8)), "full": {}}
+
+    K: int = 2
+    M: int = 2
+    eta: float = 0.5
+    sigma: float = 0.0
+    activation: str = "erf"
+    N_start: int = 300
+    alpha_max: float = 300.0
+    n_points: int = 70
+    bootstrap: int = 2000
+    N: tuple = (1_000, 4_000, 16_000)
+    runs: tuple = (64, 32, 16)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if np.ndim(self.N) != 1 or np.ndim(self.runs) != 1 or len(self.N) != len(self.runs) \
+                or len(self.N) < 2:
+            raise ValueError(f"N and runs must be sequences of the same length >= 2 (one run "
+                             f"count per N), got N={self.N!r}, runs={self.runs!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Convergence(Result):
+    """Result of :func:`convergence` (n = len(N), quantities q of :data:`QUANTITIES`).
+
+    N : list of the n compared input dimensions; N_max : the largest.
+    runs : list of the n run counts.
+    dev : {q: list over N of (runs_i,) sup-deviations of single runs} (:func:`sup_deviations`).
+    dev_mean, dev_err : {q: (n,) mean and standard error over the runs of dev}.
+    slope, intercept, slope_err : {q: float}, the least-squares fit of log dev_mean against
+        log N and the bootstrap standard error of its slope (:func:`fit_exponent`).
+    mean_t, mean_crit : list over N of the largest |t| of the mean path against the ODE and its
+        Bonferroni 1 % critical value (:func:`mean_path_tstat`).
+    mean_test_passed : True if mean_t < mean_crit at every N.
+    ode : Trajectory of the ODE at the output times; setup, state0 : its Setup and start.
+    accuracy : of slope and slope_err, :data:`REPRODUCIBILITY` (the printed digits; the
+        statistical error is slope_err).
+    """
+
+    N: list
+    N_max: int
+    runs: list
+    dev: dict
+    dev_mean: dict
+    dev_err: dict
+    slope: dict
+    intercept: dict
+    slope_err: dict
+    mean_t: list
+    mean_crit: list
+    mean_test_passed: bool
+    ode: Trajectory
+    setup: Setup
+    state0: OrderParameters
+
+
 #: Accuracy assumed for printing a fitted exponent: the seeded reduced engine reproduces its runs
 #: up to round-off, which shifts a sup-deviation by far less than 1e-4 relative.
 REPRODUCIBILITY = 1e-4
-#: The measured quantities (keys of ``Result.dev``).
+#: The measured quantities (keys of ``Convergence.dev``).
 QUANTITIES = ("eg", "Q", "R")
 
 
@@ -50,8 +124,8 @@ def sup_deviations(tr, ode) -> dict:
     """Per run, sup over the output times of the largest entry of |X − X_ODE| for X = ε_g, Q, R.
 
     ``tr``: multi-run Trajectory (runs, T, ...) at the times of ``ode``; units relabelled to the
-    ODE's final R (:func:`experiments.align_units`). Returns {"eg"|"Q"|"R": (runs,) array}."""
-    al = ex.align_units(tr, ode.R[-1])
+    ODE's final R (:func:`tsode.book.odes.align_units`). Returns {"eg"|"Q"|"R": (runs,) array}."""
+    al = align_units(tr, ode.R[-1])
     return dict(eg=np.abs(np.atleast_2d(tr.eg) - ode.eg[None]).max(axis=1),
                 Q=np.abs(al["Q"] - ode.Q[None]).max(axis=(1, 2, 3)),
                 R=np.abs(al["R"] - ode.R[None]).max(axis=(1, 2, 3)))
@@ -73,7 +147,7 @@ def fit_exponent(N, devs, n_boot: int = 2000, seed: int = 0) -> tuple[float, flo
 def mean_path_tstat(tr, ode) -> tuple[float, float]:
     """Largest |t| of the run mean of R (units aligned) and ε_g against the ODE over all times and
     entries, and the Bonferroni critical value of the two-sided 1 % t-test."""
-    al = ex.align_units(tr, ode.R[-1])
+    al = align_units(tr, ode.R[-1])
     x = np.concatenate([np.atleast_2d(tr.eg)[..., None], al["R"].reshape(al["R"].shape[:2] + (-1,))],
                        axis=2)[:, 1:]  # (runs, T-1, 1 + K M); alpha = 0 is exact
     ref = np.concatenate([ode.eg[:, None], ode.R.reshape(len(ode.eg), -1)], axis=1)[1:]
@@ -82,40 +156,40 @@ def mean_path_tstat(tr, ode) -> tuple[float, float]:
     return float(t.max()), float(stats.t.ppf(1 - 0.005 / t.size, df=x.shape[0] - 1))
 
 
-@ex._timed
-def convergence(mode: str = "full", seed: int = 0, overrides=None) -> ex.Result:
+@timed
+def convergence(settings: ConvergenceSettings | str = "full", seed: int = 0,
+                overrides=None) -> Convergence:
     r"""SGD (reduced engine) against the ODE at several N through the plateau escape.
 
-    Returns ``N``, ``runs``, ``dev`` ({"eg"|"Q"|"R": list over N of (runs,) arrays}), ``dev_mean``
-    and ``dev_err`` (mean and standard error over runs, {quantity: (n,)}), ``slope``,
-    ``intercept``, ``slope_err`` ({quantity: float}, :func:`fit_exponent`), ``mean_t`` /
-    ``mean_crit`` (list over N, :func:`mean_path_tstat`), the ODE (``ode``) and ``settings``.
-    ``accuracy["slope"]``: :data:`REPRODUCIBILITY` (the printed digits; the statistical error is
-    ``slope_err``).
+    ``settings``: a :class:`ConvergenceSettings`, or a mode (``"fast"``/``"full"``) with an
+    ``overrides`` dict. Fields of the result: :class:`Convergence`.
     """
-    s = ex.settings("convergence", mode, None, ex.check_overrides(overrides))
-    state0 = ex.start(s["K"], s["M"], "random", N=s["N_start"], seed=ex._seed(seed, 10))
-    setup = Setup(s["activation"], eta=s["eta"], sigma=s["sigma"])
-    alphas = _alphas(s["alpha_max"], s["n_points"])
-    ode = integrate(state0, setup, s["alpha_max"], alphas=alphas)
+    s = settings_of("convergence", settings, overrides=overrides)
+    state0 = start(s.K, s.M, "random", N=s.N_start, seed=seed_for(seed, "convergence.start"))
+    setup = Setup(s.activation, eta=s.eta, sigma=s.sigma)
+    alphas = _alphas(s.alpha_max, s.n_points)
+    ode = integrate(state0, setup, s.alpha_max, alphas=alphas)
     dev = {q: [] for q in QUANTITIES}
     mean_t, mean_crit = [], []
-    for i, (N, runs) in enumerate(zip(s["N"], s["runs"])):
-        tr = ex._sim(state0, setup, N, s["alpha_max"], engine="reduced", seed=ex._seed(seed, 11, i),
-                     n_runs=runs, alphas=alphas)
+    for i, (N, runs) in enumerate(zip(s.N, s.runs)):
+        tr = run_sgd(state0, setup, N, s.alpha_max, engine="reduced", n_runs=runs,
+                     seed=seed_for(seed, "convergence.runs", i), alphas=alphas)
         for q, d in sup_deviations(tr, ode).items():
             dev[q].append(d)
         t, crit = mean_path_tstat(tr, ode)
         mean_t.append(t)
         mean_crit.append(crit)
-    fits = {q: fit_exponent(s["N"], dev[q], s["bootstrap"], ex._seed(seed, 12)) for q in QUANTITIES}
-    return ex.Result(
-        N=list(s["N"]), runs=list(s["runs"]), dev=dev, ode=ode, setup=setup, state0=state0,
-        settings=s,
+    fits = {q: fit_exponent(s.N, dev[q], s.bootstrap, seed_for(seed, "convergence.bootstrap"))
+            for q in QUANTITIES}
+    return Convergence(
+        N=list(s.N), N_max=max(s.N), runs=list(s.runs), dev=dev, ode=ode, setup=setup,
+        state0=state0, settings=s,
         dev_mean={q: np.array([d.mean() for d in dev[q]]) for q in QUANTITIES},
-        dev_err={q: np.array([d.std(ddof=1) / np.sqrt(d.size) for d in dev[q]]) for q in QUANTITIES},
+        dev_err={q: np.array([d.std(ddof=1) / np.sqrt(d.size) for d in dev[q]])
+                 for q in QUANTITIES},
         slope={q: f[0] for q, f in fits.items()}, intercept={q: f[1] for q, f in fits.items()},
         slope_err={q: f[2] for q, f in fits.items()}, mean_t=mean_t, mean_crit=mean_crit,
+        mean_test_passed=bool(all(t < c for t, c in zip(mean_t, mean_crit))),
         accuracy=dict(slope={q: REPRODUCIBILITY for q in QUANTITIES},
                       slope_err={q: REPRODUCIBILITY for q in QUANTITIES}))
 
@@ -127,8 +201,8 @@ def records(res) -> list[dict]:
     return [dict(id=f"ch1-convergence-slope-{q}", chapter=1,
                  claim="single SGD runs approach the ODE like N^-1/2 through the plateau escape",
                  quantity=f"exponent of sup|{q}_SGD - {q}_ODE| against N", value=res.slope[q],
-                 stderr=res.slope_err[q], method="sgd_reduced", alpha=s["alpha_max"], N=max(res.N),
-                 runs=min(res.runs), activation=s["activation"], layers="first", K=s["K"],
-                 M=s["M"], eta=s["eta"], sigma=s["sigma"], reference=-0.5,
+                 stderr=res.slope_err[q], method="sgd_reduced", alpha=s.alpha_max, N=res.N_max,
+                 runs=min(res.runs), activation=s.activation, layers="first", K=s.K,
+                 M=s.M, eta=s.eta, sigma=s.sigma, reference=-0.5,
                  reference_source="convergence theorem of Goldt et al. 2019 (rate N^-1/2)")
             for q in QUANTITIES]

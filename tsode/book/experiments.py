@@ -75,18 +75,11 @@ from ._legacy import (MODES, SETTINGS, Result, _key, _seed, _sim, _timed,  # noq
 from .chapter import decade_exponent as _decade_exponent  # noqa: E402,F401
 from .chapter import end_exponent as _end_exponent  # noqa: E402,F401
 from .odes import _plateau, align_units, ode_vs_sgd  # noqa: E402,F401
+from .fig1 import fig1  # noqa: E402,F401
+from .convergence import convergence  # noqa: E402,F401
 from .first_layer import (_ansatz, collapse, first_layer_curves,  # noqa: E402,F401
                           first_layer_final, slow_mode)
 from .both_layers import both_layers  # noqa: E402,F401
 from .fixed_point_maps import (Case, FixedPoints, FixedPointsSettings,  # noqa: E402,F401
                                _fixed_point_case, fixed_points)
-# chapter 1 (modules of their own; they register their SETTINGS)
-from . import fig1 as _fig1  # noqa: E402,F401
-from . import split as _split  # noqa: E402,F401  (chapter 4, split units)
 from .split import SplitUnits, SplitUnitsSettings, split_units  # noqa: E402,F401
-from . import convergence as _convergence  # noqa: E402
-
-
-def convergence(mode: str = "full", seed: int = 0, overrides=None) -> Result:
-    """Chapter 1's convergence test (:func:`tsode.book.convergence.convergence`)."""
-    return _convergence.convergence(mode, seed, overrides)

@@ -327,13 +327,13 @@ def fig_fig1(res):
                    xytext=(al, 12 * floor), arrowprops=dict(arrowstyle="->", lw=1.0))
     a.set_ylim(floor, 2.0)
     label(a, "alpha", "eg", logx=True, logy=True,
-          title=f"(a) erf, $N={s['fig1_N']}$, $M={s['fig1_M']}$, $\\eta={s['fig1_eta']}$")
-    engine = s["fig1_single_engine"]
-    band = s["fig1_band"]
+          title=f"(a) erf, $N={s.N}$, $M={s.M}$, $\\eta={s.eta}$")
+    engine = s.single_engine
+    band = s.band
     legend_below(a, ncol=3, handles=[
         *_entries(a).values(), proxy("ODE", "k", ls="-"),
         proxy(f"one SGD run ({engine} engine)", "k", marker="x"),
-        proxy(f"median of {s['fig1_runs']} reduced runs", "k", ls="--"),
+        proxy(f"median of {s.runs} reduced runs", "k", ls="--"),
         proxy(f"{band[0]}-{band[1]} % band", "0.6", ls="-", lw=6, alpha=0.4)])
     for key, R, al in zip("bc", res.R_single, res.alpha_R):
         heatmap(axd[key], R, vmax=1.0, xlabel="teacher $n$", ylabel="student $k$",
@@ -356,7 +356,7 @@ def fig_convergence(res):
     ref = res.dev_mean["R"][0] * (Ns / N[0]) ** -0.5
     reference_line(ax, Ns, ref, r"$\propto N^{-1/2}$ (theorem)")
     label(ax, "N", r"$\langle\sup_{\alpha\leq%g}|X^{\rm SGD} - X^{\rm ODE}|\rangle$"
-          % res.settings["alpha_max"], logx=True, logy=True)
+          % res.settings.alpha_max, logx=True, logy=True)
     legend_below(ax, handles=[*_entries(ax).values(), proxy("reduced SGD (mean ± s.e.)", "0.3",
                                                            marker="s")])
     return fig
