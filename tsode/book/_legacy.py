@@ -52,17 +52,6 @@ SETTINGS: dict[str, dict] = {
         fast=dict(N=500, runs_full=2, runs_reduced=8),
         full=dict(N=1000, runs_full=4, runs_reduced=32),
     ),
-    "first_layer": dict(
-        common=dict(M=2, L=[0, 1, 2, 3, 4], eta=0.1, sigma=0.1),
-        erf=dict(kind="random", alpha_read=1e4),
-        linear=dict(kind="small", alpha_read=1e4),
-        # ReLU from the small initialisation is slow at eta = 0.1 (long plateaus); at eta = 0.2
-        # both ODE and SGD have converged by alpha = 1e3
-        relu=dict(kind="small", eta=0.2, alpha_read=1e3),
-        # ReLU ODEs cost ~ K^4 per step (the exact I4): the fast mode integrates K <= M + 2 only
-        fast=dict(relu_ode_L=[0, 1, 2], relu_N=500, relu_runs=4, relu_sgd_alpha=1000.0),
-        full=dict(relu_ode_L=[0, 1, 2, 3, 4], relu_N=1000, relu_runs=8, relu_sgd_alpha=1000.0),
-    ),
     "both_layers": dict(
         # v_init = "scaled": the authors' start, student v at its first layer's scale
         # (tsode.initial_state); "ones" is the contrast v = 1 of section "initialisation"
@@ -91,11 +80,6 @@ SETTINGS: dict[str, dict] = {
         ]),
         fast=dict(),
         full=dict(),
-    ),
-    "slow_mode": dict(
-        common=dict(M=2, K=4, eta=0.1, sigma=0.1, kind="random"),
-        fast=dict(alpha_max=1e5),
-        full=dict(alpha_max=1e6),
     ),
 }
 
