@@ -66,7 +66,8 @@ class Noiseless(Result):
     exponent, exponent_err, n_fit : {L: fitted p of ε_g ∝ α^p, its standard error, points}
         (:func:`_slope`; NaN when ε_g leaves the window too fast for a power law).
     power_law : {L: |exponent| < POWER_MAX} (False: an exponential decay).
-    accuracy : of exponent and exponent_err (EXPONENT_REL_ACCURACY, EXPONENT_ERR_REL_ACCURACY).
+    accuracy : of exponent and exponent_err (EXPONENT_REL_ACCURACY, EXPONENT_ERR_REL_ACCURACY);
+        printed with 2 and 1 digits (``digits``).
     """
 
     L: list
@@ -132,7 +133,8 @@ def noiseless(settings: NoiselessSettings | str = "full", seed: int = 0,
         power_law={L: bool(abs(p) < POWER_MAX) for L, p in exponent.items()},
         accuracy=dict(exponent={L: EXPONENT_REL_ACCURACY * abs(p) for L, p in exponent.items()},
                       exponent_err={L: EXPONENT_ERR_REL_ACCURACY * e
-                                    for L, e in exponent_err.items()}))
+                                    for L, e in exponent_err.items()}),
+        digits=dict(exponent=2, exponent_err=1))
 
 
 def fig_noiseless(res):
