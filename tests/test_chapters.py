@@ -746,8 +746,6 @@ def test_ch2_noiseless_derived_fields_and_printed_form(ch2_noiseless):
 
 
 def test_ch2_long_times_fields():
-    from tsode.book import long_runs
-
     res = _ensembles.long_times(FAST)
     assert res.alpha_ode == 1e5
     if res.missing:  # no cache: the message, and no numbers
@@ -759,10 +757,9 @@ def test_ch2_long_times_fields():
         # the printed form of the chapter's check cell before the contract
         assert res.fmt("table", i, "ode", digits=3) == ex.robust_format(row["ode"], 1e-5 * row["ode"], digits=3)
         assert res.fmt("table", i, "mean") == ex.robust_format(row["mean"], 0.0)
-    assert long_runs.DATA.exists()
 
 
-def test_ch2_relu_late_drift_fields():
+def test_ch2_relu_late_drift_fields(first_layer):
     r = _ensembles.relu_late_drift(L=1)
     if r.missing:
         assert r.ode_chapter is None
@@ -771,5 +768,5 @@ def test_ch2_relu_late_drift_fields():
     assert r.min_norm_range == (r.min_norm.min(), r.min_norm.max())
     # the chapter's start: the ReLU ODE of first_layer_final at alpha_read = 1e3 is the same
     # integration (same seed stream "first_layer.start", same K)
-    relu = ex.first_layer_final(FAST).relu
+    relu = first_layer.relu
     assert r.ode_chapter[0] == pytest.approx(relu["ode"][1], rel=1e-6)
