@@ -742,6 +742,9 @@ def test_ch4_results_are_frozen_and_derived_fields_recompute(fixed_points, split
     assert split_units.K4 == len(split_units.state4.v) == res.K
     assert split_units.max_re_merged_top == max(split_units.max_re_merged.values())
     assert np.array_equal(split_units.state4.Q, st.Q)
+
+
+# ==========================================================================================
 # chapter 1: the chapter contract (issue 10, item 2)
 # ==========================================================================================
 def _differing(a, b) -> dict:
@@ -860,3 +863,150 @@ def test_ch1_convergence_derived_fields(convergence):
     for q, devs in res.dev.items():
         assert [d.size for d in devs] == list(res.settings.runs)
         assert np.allclose(res.dev_mean[q], [np.mean(d) for d in devs], rtol=1e-12)
+
+
+# ==========================================================================================
+# chapter 2: the chapter contract (settings, frozen results, derived fields)
+# ==========================================================================================
+from tsode.book import ensembles as _ensembles  # noqa: E402
+from tsode.book import first_layer as _fl  # noqa: E402
+from tsode.book import noiseless as _noiseless  # noqa: E402
+
+
+def test_ch2_settings_fast_and_full_differ_as_documented():
+    S = _fl.FirstLayerSettings
+    # erf and linear: the same in both modes; ReLU: fewer ODEs, smaller N and fewer runs
+    assert S.fast("erf") == S.full("erf") and S.fast("linear") == S.full("linear")
+    fast, full = S.fast("relu"), S.full("relu")
+    assert (fast.ode_L, fast.N, fast.runs) == ((0, 1, 2), 500, 4)
+    assert (full.ode_L, full.N, full.runs) == (None, 1000, 8) and full.Ls_ode == full.L
+    assert fast.eta == full.eta == 0.2 and fast.sgd_alpha == full.sgd_alpha == 1000.0
+    assert S.full("linear").kind == "small" and S.full("erf").kind == "random"
+    assert S.full("erf").N is None, "no SGD in the erf part"
+    for cls, name, fast_value, full_value in (
+            (_fl.SlowModeSettings, "alpha_max", 1e5, 1e6),
+            (_noiseless.NoiselessSettings, "alpha_max", 1e5, 1e6),
+            (_ensembles.LongTimesSettings, "alpha_ode", 1e5, 1e6)):
+        assert getattr(cls.fast(), name) == fast_value and getattr(cls.full(), name) == full_value
+    # noiseless: the chapter's erf students
+    nl, erf = _noiseless.NoiselessSettings.full(), S.full("erf")
+    assert (nl.M, nl.L, nl.eta, nl.sigma, nl.kind) == (erf.M, erf.L, erf.eta, erf.sigma, erf.kind)
+
+
+@pytest.mark.parametrize("cls", ["FirstLayerSettings", "SlowModeSettings", "NoiselessSettings",
+                                 "LongTimesSettings"])
+def test_ch2_settings_reject_unknown_names(cls):
+    mod = {"NoiselessSettings": _noiseless, "LongTimesSettings": _ensembles}.get(cls, _fl)
+    with pytest.raises(ValueError, match="bogus"):
+        getattr(mod, cls).full().replace(bogus=1)
+
+
+def test_ch2_first_layer_final_takes_settings_per_activation(first_layer):
+    S = _fl.FirstLayerSettings
+    with pytest.raises(TypeError, match="erf, linear and relu"):
+        ex.first_layer_final(S.fast("erf"))
+    with pytest.raises(ValueError, match="missing"):
+        ex.first_layer_final({"erf": S.fast("erf")})
+    # the same settings given explicitly: the same (cached) ODEs, hence the same numbers
+    parts = {a: S.fast(a) for a in ("erf", "linear", "relu")}
+    assert first_layer.settings == parts
+    assert _fl._first_layer_odes(S.fast("erf"), "erf", 0) is _fl._first_layer_odes(
+        S.of("fast", "erf"), "erf", 0), "the ODE cache is keyed on equal settings"
+
+
+@pytest.fixture(scope="module")
+def ch2_slow():
+    return ex.slow_mode(FAST)
+
+
+@pytest.fixture(scope="module")
+def ch2_noiseless():
+    return _noiseless.noiseless(FAST)
+
+
+def test_ch2_results_are_frozen(first_layer, ch2_slow, ch2_noiseless):
+    import dataclasses
+
+    for res, name in ((first_layer, "linear_max_dev"), (ch2_slow, "eg_end_ratio"),
+                      (ch2_noiseless, "power_law")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(res, name, 0)
+
+
+def test_ch2_first_layer_derived_fields(first_layer):
+    res = first_layer
+    lin = res.linear
+    # independent: the closed form eta sigma^2 K / (2 (2 - eta K)) written out here
+    K = res.M + np.asarray(res.L)
+    exact = 0.1 * 0.1**2 * K / (2 * (2 - 0.1 * K))
+    assert res.linear_max_dev == pytest.approx(np.max(np.abs(lin["ode"] / exact - 1)), abs=1e-15)
+    assert res.linear_max_dev < 1e-6  # the ODE is at the fixed point (test_ch2_linear_exact_formula)
+    np.testing.assert_allclose(res.erf_ratio, res.erf["ode"] / res.erf["ansatz"], rtol=1e-15)
+
+
+def test_ch2_curves_records():
+    curves = ex.first_layer_curves(FAST)
+    recs = _fl.records(curves)
+    assert [r["id"] for r in recs] == ["ch2-erf-first-L0", "ch2-erf-first-L1"]
+    from tsode.book import pages
+
+    for r, L in zip(recs, (0, 1)):
+        assert set(r) <= set(pages.SUMMARY_KEYS) and pages.record(r)["id"] == r["id"]
+        assert r["K"] == 2 + L and r["value"] == curves.trajectories[L].eg[-1]
+        # the authors' notebook values (AUTHORS_NOTEBOOK_ERF_FIRST_LAYER) as the reference
+        value, digits = AUTHORS_NOTEBOOK_ERF_FIRST_LAYER[L]
+        assert abs(r["reference"] - value) <= rounding(value, digits)
+
+
+def test_ch2_slow_mode_derived_fields(ch2_slow):
+    from tsode.asymptotics import erf_symmetric_fixed_point, stability
+
+    res = ch2_slow
+    assert res.eg_end_ratio == pytest.approx(res.trajectory.eg[-1] / res.eg_ansatz, rel=1e-14)
+    i4 = int(np.argmin(np.abs(res.trajectory.alpha - 1e4)))
+    assert res.eg_1e4_ratio == pytest.approx(res.trajectory.eg[i4] / res.eg_ansatz, rel=1e-14)
+    assert res.ansatz_timescale == pytest.approx(1 / res.ansatz_max_real, rel=1e-14)
+    # "unstable" has one definition, the FixedPoint's count; recount from a fresh spectrum
+    fp = erf_symmetric_fixed_point(res.M, res.K - res.M, res.eta, res.sigma)
+    ev, _ = stability(fp.state, res.setup)
+    assert res.ansatz_n_unstable == fp.n_unstable == int(np.sum(ev.real > 1e-8 * np.abs(ev.real).max()))
+    assert res.ansatz_n_unstable >= 1
+
+
+def test_ch2_noiseless_derived_fields_and_printed_form(ch2_noiseless):
+    nl = ch2_noiseless
+    for L in nl.L:
+        assert nl.eg_1e4_resolved[L] == (nl.traj0[L].eg[np.argmin(np.abs(nl.traj0[L].alpha - 1e4))] > 1e-10)
+        assert nl.power_law[L] == (abs(nl.exponent[L]) < 5)
+        # the printed form of the chapter's check cell before the contract
+        assert nl.fmt("exponent", L) == ex.robust_format(nl.exponent[L], 0.002 * abs(nl.exponent[L]), digits=2)
+        assert nl.fmt("exponent_err", L) == ex.robust_format(nl.exponent_err[L], 0.02 * nl.exponent_err[L], digits=1)
+    # small L decays exponentially (no resolved error at 1e4), L = 4 like a power
+    assert not nl.eg_1e4_resolved[0] and nl.power_law[4]
+
+
+def test_ch2_long_times_fields():
+    res = _ensembles.long_times(FAST)
+    assert res.alpha_ode == 1e5
+    if res.missing:  # no cache: the message, and no numbers
+        assert "erf_long" in res.verdict and res.table is None
+        return
+    assert res.verdict == _ensembles.long_verdict(res) and res.verdict.startswith("α = 1e+05")
+    for i, row in enumerate(res.table):
+        assert row["z"] == pytest.approx((row["mean"] - row["ode"]) / row["stderr"], rel=1e-12)
+        # the printed form of the chapter's check cell before the contract
+        assert res.fmt("table", i, "ode", digits=3) == ex.robust_format(row["ode"], 1e-5 * row["ode"], digits=3)
+        assert res.fmt("table", i, "mean") == ex.robust_format(row["mean"], 0.0)
+
+
+def test_ch2_relu_late_drift_fields(first_layer):
+    r = _ensembles.relu_late_drift(L=1)
+    if r.missing:
+        assert r.ode_chapter is None
+        return
+    assert r.ode_chapter_dead == r.ode_chapter_norms.min() and r.ode_chapter_alive == r.ode_chapter_norms.max()
+    assert r.min_norm_range == (r.min_norm.min(), r.min_norm.max())
+    # the chapter's start: the ReLU ODE of first_layer_final at alpha_read = 1e3 is the same
+    # integration (same seed stream "first_layer.start", same K)
+    relu = first_layer.relu
+    assert r.ode_chapter[0] == pytest.approx(relu["ode"][1], rel=1e-6)

@@ -45,17 +45,6 @@ class Result(SimpleNamespace):
 
 #: mode -> settings, per experiment. Values common to both modes are given once.
 SETTINGS: dict[str, dict] = {
-    "first_layer": dict(
-        common=dict(M=2, L=[0, 1, 2, 3, 4], eta=0.1, sigma=0.1),
-        erf=dict(kind="random", alpha_read=1e4),
-        linear=dict(kind="small", alpha_read=1e4),
-        # ReLU from the small initialisation is slow at eta = 0.1 (long plateaus); at eta = 0.2
-        # both ODE and SGD have converged by alpha = 1e3
-        relu=dict(kind="small", eta=0.2, alpha_read=1e3),
-        # ReLU ODEs cost ~ K^4 per step (the exact I4): the fast mode integrates K <= M + 2 only
-        fast=dict(relu_ode_L=[0, 1, 2], relu_N=500, relu_runs=4, relu_sgd_alpha=1000.0),
-        full=dict(relu_ode_L=[0, 1, 2, 3, 4], relu_N=1000, relu_runs=8, relu_sgd_alpha=1000.0),
-    ),
     "both_layers": dict(
         # v_init = "scaled": the authors' start, student v at its first layer's scale
         # (tsode.initial_state); "ones" is the contrast v = 1 of section "initialisation"
@@ -68,11 +57,6 @@ SETTINGS: dict[str, dict] = {
         linear=dict(K=[2, 3, 4, 5, 6], kind="small", eta=0.1, alpha_read=1e7),
         fast=dict(N=500, runs=4, alpha_sgd=300.0, relu_alpha_read=1e4),
         full=dict(N=1000, runs=8, alpha_sgd=1000.0, relu_alpha_read=1e4),
-    ),
-    "slow_mode": dict(
-        common=dict(M=2, K=4, eta=0.1, sigma=0.1, kind="random"),
-        fast=dict(alpha_max=1e5),
-        full=dict(alpha_max=1e6),
     ),
 }
 

@@ -16,12 +16,14 @@ it), which the chapters print in place of the numbers.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..ode import integrate
 from ..order_parameters import OrderParameters, Setup
 from . import long_runs
+from .chapter import Result, Settings, register, seed_for, settings_of, start, timed
 
 __all__ = ["load_ensemble", "ensemble_stats", "stored_state", "setup_of", "sgd_at",
            "ode_from_store", "size_dim"]
@@ -221,51 +223,114 @@ def summary_records(res, chapter: int) -> list[dict]:
 # chapter 2: long times, erf first layer (cached sweep erf_long, dims L, N, run, alpha)
 # ------------------------------------------------------------------------------------------
 LONG = "erf_long"
-#: the ODE of the long-time comparison runs to LONG_ODE_ALPHA (full) / 1e5 (fast)
-LONG_ODE_ALPHA = {"full": 1e6, "fast": 1e5}
+
+
+@register("long_times")
+@dataclass(frozen=True)
+class LongTimesSettings(Settings):
+    """Settings of :func:`long_times`.
+
+    cache : the cached sweep (erf, first layer; dims L, N, run, alpha).
+    alpha_ode : end of the ODE integrated from each task's stored start (fast: 10⁵).
+    """
+
+    cache: str = LONG
+    alpha_ode: float = 1e6
+
+    MODE_VALUES = {"fast": dict(alpha_ode=1e5)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongTimes(Result):
+    """Result of :func:`long_times`.
+
+    missing : "" when the cache is loaded, else the message (what is wrong, the command that
+        recomputes it); the other fields are then empty or None.
+    name : the cache.
+    curves : {(L, N): dict(alpha (T,), mean (T,), stderr (T,), median (T,), runs, ode_alpha,
+        ode_eg (the ODE from the task's stored start), ode_end)}.
+    eg_sym : {L: ε_g* of the symmetric fixed point}.
+    table : rows dict(L, N, alpha, mean, stderr, median, ode, runs, z = (mean − ode)/stderr) at
+        α = 10⁴ and at the last stored α.
+    alpha_max, alpha_ode : last stored α of the SGD runs, end of the ODE.
+    M, eta, sigma : of the cached sweep.
+    verdict : :func:`long_verdict` of the table (z_max = 2).
+    accuracy : table[i][key] for key mean, stderr (read from the file: 0) and ode (relative
+        ODE_REL_ACCURACY).
+    """
+
+    missing: str = ""
+    name: str = LONG
+    curves: dict = None
+    eg_sym: dict = None
+    table: list = None
+    alpha_max: float | None = None
+    alpha_ode: float | None = None
+    M: int | None = None
+    eta: float | None = None
+    sigma: float | None = None
+    verdict: str = ""
 
 
 def _long_sizes(ds) -> list:
     return [int(x) for x in ds["N"].values] if "N" in ds.dims else [_spec(ds)["N"]]
 
 
-def long_times(mode: str = "full", name: str = LONG):
-    """SGD ensembles of ``name`` (erf, first layer; L = 1, 2, 4 at N = 500 and 1000) against
-    the ODE integrated from each task's stored initial state up to LONG_ODE_ALPHA[mode], and the
-    symmetric fixed point. Returns a Result with ``missing`` (message, "" when loaded),
-    ``curves[(L, N)]`` = dict(alpha (T,), mean (T,), stderr (T,), median (T,), ode_alpha,
-    ode_eg), ``eg_sym[L]``, ``table`` (rows L, N, alpha, mean, stderr, ode, z), ``alpha_max``.
-    """
-    from .experiments import Result
-
-    ds, msg = load_ensemble(name)
-    res = Result(missing=msg, curves={}, eg_sym={}, table=[], accuracy={}, name=name)
-    if ds is None:
-        return res
-    spec, setup = _spec(ds), setup_of(ds)
-    a_ode = LONG_ODE_ALPHA[mode]
-    grid = np.concatenate([[0.0], np.geomspace(1e-2, a_ode, 300)])
+def _long_task(name, ds, sel, grid) -> tuple[dict, list]:
+    """(curve, table rows) of one task ``sel`` of the cached sweep: the ensemble statistics
+    over the stored times, the ODE from the task's stored start on ``grid``, and the rows at
+    α = 10⁴ and at the last stored α."""
     alpha = ds["alpha"].values
+    eg = ds["eg"].sel(sel).transpose(..., "alpha", "run").values
+    ok = ~np.isnan(eg).any(-1)
+    st = ensemble_stats(eg[ok])
+    tr = ode_from_store(name, grid, **sel)
+    rows = []
+    for a_read in sorted({1e4, float(alpha[ok].max())}):
+        i = int(np.argmin(np.abs(alpha[ok] - a_read)))
+        ode = float(np.interp(np.log(alpha[ok][i]), np.log(tr.alpha[1:]), tr.eg[1:]))
+        rows.append(dict(L=sel["L"], N=sel.get("N", _spec(ds)["N"]), alpha=float(alpha[ok][i]),
+                         mean=float(st["mean"][i]), stderr=float(st["stderr"][i]),
+                         median=float(st["median"][i]), ode=ode, runs=st["runs"],
+                         z=float((st["mean"][i] - ode) / st["stderr"][i])))
+    curve = dict(alpha=alpha[ok], ode_alpha=tr.alpha, ode_eg=tr.eg, ode_end=float(tr.eg[-1]),
+                 **st)
+    return curve, rows
+
+
+@timed
+def long_times(settings: LongTimesSettings | str = "full", name: str | None = None,
+               overrides=None) -> LongTimes:
+    """SGD ensembles of the cache (erf, first layer; L = 1, 2, 4 at N = 500 and 1000) against
+    the ODE integrated from each task's stored initial state up to ``alpha_ode``, and the
+    symmetric fixed point.
+
+    ``settings``: a :class:`LongTimesSettings`, or a mode with an ``overrides`` dict; ``name``
+    replaces the cache.
+    """
+    s = settings_of("long_times", settings, overrides=overrides)
+    if name is not None:
+        s = s.replace(cache=name)
+    ds, msg = load_ensemble(s.cache)
+    if ds is None:
+        return LongTimes(missing=msg, name=s.cache, settings=s, alpha_ode=s.alpha_ode,
+                         verdict=_verdict(msg, s.cache, [], {}))
+    spec, setup = _spec(ds), setup_of(ds)
+    grid = np.concatenate([[0.0], np.geomspace(1e-2, s.alpha_ode, 300)])
+    curves, eg_sym, table = {}, {}, []
     for L in (int(x) for x in ds["L"].values):
-        res.eg_sym[L] = _reference("first", "erf", spec["M"] + L, spec["M"], setup)[0]
+        eg_sym[L] = _reference("first", "erf", spec["M"] + L, spec["M"], setup)[0]
         for N in _long_sizes(ds):
             sel = dict(L=L, N=N) if "N" in ds.dims else dict(L=L)
-            eg = ds["eg"].sel(sel).transpose(..., "alpha", "run").values
-            ok = ~np.isnan(eg).any(-1)
-            st = ensemble_stats(eg[ok])
-            tr = ode_from_store(name, grid, **sel)
-            res.curves[(L, N)] = dict(alpha=alpha[ok], ode_alpha=tr.alpha, ode_eg=tr.eg, **st)
-            for a_read in sorted({1e4, float(alpha[ok].max())}):
-                i = int(np.argmin(np.abs(alpha[ok] - a_read)))
-                ode = float(np.interp(np.log(alpha[ok][i]), np.log(tr.alpha[1:]), tr.eg[1:]))
-                res.table.append(dict(L=L, N=N, alpha=float(alpha[ok][i]),
-                                      mean=float(st["mean"][i]), stderr=float(st["stderr"][i]),
-                                      median=float(st["median"][i]), ode=ode, runs=st["runs"],
-                                      z=float((st["mean"][i] - ode) / st["stderr"][i])))
-            res.curves[(L, N)]["ode_end"] = float(tr.eg[-1])
-    res.alpha_max, res.alpha_ode = float(alpha.max()), a_ode
-    res.M, res.eta, res.sigma = spec["M"], setup.eta, setup.sigma
-    return res
+            curves[(L, N)], rows = _long_task(s.cache, ds, sel, grid)
+            table += rows
+    return LongTimes(
+        missing="", name=s.cache, settings=s, curves=curves, eg_sym=eg_sym, table=table,
+        alpha_max=float(ds["alpha"].values.max()), alpha_ode=s.alpha_ode, M=spec["M"],
+        eta=setup.eta, sigma=setup.sigma, verdict=_verdict("", s.cache, table, eg_sym),
+        # SGD numbers are read from a file: exact; the ODE: ODE_REL_ACCURACY relative
+        accuracy=dict(table=[dict(mean=0.0, stderr=0.0, ode=ODE_REL_ACCURACY * r["ode"])
+                             for r in table]))
 
 
 def long_records(res) -> list[dict]:
@@ -307,43 +372,84 @@ def unit_norms(name: str, alpha: float, **sel) -> np.ndarray:
     return np.einsum("rkk->rk", Q)
 
 
-def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0):
+@dataclass(frozen=True, kw_only=True)
+class ReluLateDrift(Result):
+    """Result of :func:`relu_late_drift` (every field None when the cache is ``missing``).
+
+    missing : "" when the cache is loaded, else the message.
+    L : superfluous units.
+    ode_chapter : (2,) ODE ε_g at α = 10³, 10⁴ from the chapter's start.
+    ode_chapter_norms : (K,) its unit norms Q_kk at 10⁴; ode_chapter_dead / ode_chapter_alive
+        their min (a dead unit) / max.
+    ode_store, ode_store_norms : the same from the ensemble's stored start.
+    eg_1e3, eg_1e4 : :func:`sgd_at` dicts of the SGD ensemble at 10³ and 10⁴.
+    min_norm, max_norm : (runs,) smallest / largest Q_kk per SGD run at 10⁴;
+        min_norm_range : (min, max) of min_norm over the runs.
+    """
+
+    missing: str = ""
+    L: int | None = None
+    ode_chapter: np.ndarray | None = None
+    ode_chapter_norms: np.ndarray | None = None
+    ode_chapter_dead: float | None = None
+    ode_chapter_alive: float | None = None
+    ode_store: np.ndarray | None = None
+    ode_store_norms: np.ndarray | None = None
+    eg_1e3: dict | None = None
+    eg_1e4: dict | None = None
+    min_norm: np.ndarray | None = None
+    max_norm: np.ndarray | None = None
+    min_norm_range: tuple | None = None
+
+
+@timed
+def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0) -> ReluLateDrift:
     """ReLU, first layer: the SGD ensemble at α = 10³ (where chapter 2 reads it) and 10⁴, and
     the smallest unit norm min_k Q_kk per run at 10⁴ (a dead unit has Q_kk → 0), and the ODE at
     10³ and 10⁴ from the chapter's start (``ode_chapter``, unit norms ``ode_chapter_norms`` at
-    10⁴) and from the ensemble's stored start (``ode_store``, ``ode_store_norms``).
-    Returns a Result (eg_1e3, eg_1e4: ensemble_stats dicts; min_norm, max_norm (runs,))."""
-    from .experiments import Result
+    10⁴) and from the ensemble's stored start (``ode_store``, ``ode_store_norms``)."""
+    from .first_layer import FirstLayerSettings
 
     ds, msg = load_ensemble(name)
     if ds is None:
-        return Result(missing=msg)
-    from .experiments import _seed, start
+        return ReluLateDrift(missing=msg)
+    spec = _spec(ds)
+    M, K = spec["M"], spec["M"] + L
+    # the chapter's start on purpose (stream "first_layer.start", ReLU's "small" kind): the
+    # state from which chapter 2 reads the ReLU ODE
+    state0 = start(K, M, FirstLayerSettings.full("relu").kind, N=10_000,
+                   seed=seed_for(seed, "first_layer.start", K))
+    times = [0.0, 1e3, 1e4]
+    tr = integrate(state0, Setup("relu", eta=spec["eta"], sigma=spec["sigma"]), 1e4,
+                   alphas=times)
+    store = ode_from_store(name, times, L=L)
+    norms = np.diag(tr.Q[-1]).copy()
+    units = unit_norms(name, 1e4, L=L)
+    return ReluLateDrift(
+        missing="", L=L, ode_chapter=tr.eg[1:].copy(), ode_chapter_norms=norms,
+        ode_chapter_dead=float(norms.min()), ode_chapter_alive=float(norms.max()),
+        ode_store=store.eg[1:].copy(), ode_store_norms=np.diag(store.Q[-1]).copy(),
+        eg_1e3=sgd_at(ds, 1e3, L=L), eg_1e4=sgd_at(ds, 1e4, L=L), min_norm=units.min(axis=1),
+        max_norm=units.max(axis=1),
+        min_norm_range=(float(units.min(axis=1).min()), float(units.min(axis=1).max())))
 
-    M, eta, sigma = _spec(ds)["M"], _spec(ds)["eta"], _spec(ds)["sigma"]
-    state0 = start(M + L, M, "small", N=10_000, seed=_seed(seed, 20, M + L))  # chapter's start
-    tr = integrate(state0, Setup("relu", eta=eta, sigma=sigma), 1e4, alphas=[0.0, 1e3, 1e4])
-    return Result(missing="", L=L, ode_chapter=tr.eg[1:].copy(),
-                  ode_chapter_norms=np.diag(tr.Q[-1]).copy(),
-                  ode_store=ode_from_store(name, [0.0, 1e3, 1e4], L=L).eg[1:].copy(),
-                  ode_store_norms=np.diag(ode_from_store(name, [0.0, 1e3, 1e4], L=L).Q[-1]).copy(),
-                  eg_1e3=sgd_at(ds, 1e3, L=L), eg_1e4=sgd_at(ds, 1e4, L=L),
-                  min_norm=unit_norms(name, 1e4, L=L).min(axis=1),
-                  max_norm=unit_norms(name, 1e4, L=L).max(axis=1))
 
-
-def long_verdict(res, z_max: float = 2.0) -> str:
+def long_verdict(res: LongTimes, z_max: float = 2.0) -> str:
     """One sentence per (L, N) of :func:`long_times` at the last stored α: SGD below, within
     or above the ODE (|z| <= z_max counts as within); "cache missing" without data."""
-    if res.missing:
-        return "the cache erf_long is missing, so this comparison is not shown"
-    last = max(r["alpha"] for r in res.table)
+    return _verdict(res.missing, res.name, res.table, res.eg_sym, z_max)
+
+
+def _verdict(missing: str, name: str, table: list, eg_sym: dict, z_max: float = 2.0) -> str:
+    if missing:
+        return f"the cache {name} is missing, so this comparison is not shown"
+    last = max(r["alpha"] for r in table)
     out = []
-    for r in (r for r in res.table if r["alpha"] == last):
+    for r in (r for r in table if r["alpha"] == last):
         where = ("below" if r["z"] < -z_max else "above" if r["z"] > z_max else "within error of")
         out.append(f"L = {r['L']}, N = {r['N']}: SGD {r['mean']:.3e} ± {r['stderr']:.1e}, "
                    f"{where} the ODE ({r['ode']:.2e}; symmetric fixed point "
-                   f"{res.eg_sym[r['L']]:.3e})")
+                   f"{eg_sym[r['L']]:.3e})")
     return f"α = {last:.0e}: " + "; ".join(out)
 
 

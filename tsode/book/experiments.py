@@ -77,8 +77,8 @@ from .chapter import end_exponent as _end_exponent  # noqa: E402,F401
 from .odes import _plateau, align_units, ode_vs_sgd  # noqa: E402,F401
 from .fig1 import fig1  # noqa: E402,F401
 from .convergence import convergence  # noqa: E402,F401
-from .first_layer import (_ansatz, collapse, first_layer_curves,  # noqa: E402,F401
-                          first_layer_final, slow_mode)
+from .first_layer import (FirstLayerSettings, SlowModeSettings, _ansatz,  # noqa: E402,F401
+                          collapse, first_layer_curves, first_layer_final, slow_mode)
 from .both_layers import both_layers  # noqa: E402,F401
 from .fixed_point_maps import (Case, FixedPoints, FixedPointsSettings,  # noqa: E402,F401
                                _fixed_point_case, fixed_points)

@@ -10,15 +10,80 @@ from the least-squares residuals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..ode import integrate
 from ..order_parameters import Setup
+from .chapter import Result, Settings, register, seed_for, settings_of, start, timed
+from .first_layer import FirstLayerSettings
 
-__all__ = ["noiseless", "EG_FLOOR", "EG_CEIL", "ALPHA_MAX"]
+__all__ = ["noiseless", "NoiselessSettings", "Noiseless", "EG_FLOOR", "EG_CEIL", "EG_ROUNDOFF",
+           "POWER_MAX"]
 
 EG_FLOOR, EG_CEIL = 1e-12, 1e-5
-ALPHA_MAX = {"full": 1e6, "fast": 1e5}
+#: ε_g below EG_ROUNDOFF at α = 10⁴ is at the round-off of the closed forms (shown as such)
+EG_ROUNDOFF = 1e-10
+#: a fitted |exponent| above POWER_MAX means an exponential decay (the fit depends on the window)
+POWER_MAX = 5.0
+#: relative accuracy of the fitted exponent across CPUs: 0.2 % (and 2 % of its standard
+#: error), since a point may enter or leave the fit window
+EXPONENT_REL_ACCURACY, EXPONENT_ERR_REL_ACCURACY = 0.002, 0.02
+
+_FL = FirstLayerSettings
+
+
+@register("noiseless")
+@dataclass(frozen=True)
+class NoiselessSettings(Settings):
+    """Settings of :func:`noiseless`: the erf students of :class:`FirstLayerSettings` (same
+    defaults) integrated without label noise.
+
+    M, L, eta, kind : as in FirstLayerSettings (erf).
+    sigma : the chapter's σ, for the noisy comparison at α = 10⁴.
+    alpha_max : end of the σ = 0 integration (fast: 10⁵).
+    """
+
+    M: int = _FL.M
+    L: tuple = _FL.L
+    eta: float = _FL.eta
+    sigma: float = _FL.sigma
+    kind: str = _FL.kind
+    alpha_max: float = 1e6
+
+    MODE_VALUES = {"fast": dict(alpha_max=1e5)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Noiseless(Result):
+    """Result of :func:`noiseless` (dicts keyed by L).
+
+    L, M, eta, sigma, alpha_max : from the settings.
+    traj0, traj : {L: Trajectory} at σ = 0 (to alpha_max) and at the chapter's σ (to 10⁴).
+    eg_1e4, eg_1e4_noisy : {L: ε_g at α = 10⁴} at σ = 0 and at σ.
+    eg_1e4_resolved : {L: eg_1e4 > EG_ROUNDOFF} (False: at the round-off of the closed forms).
+    exponent, exponent_err, n_fit : {L: fitted p of ε_g ∝ α^p, its standard error, points}
+        (:func:`_slope`; NaN when ε_g leaves the window too fast for a power law).
+    power_law : {L: |exponent| < POWER_MAX} (False: an exponential decay).
+    accuracy : of exponent and exponent_err (EXPONENT_REL_ACCURACY, EXPONENT_ERR_REL_ACCURACY);
+        printed with 2 and 1 digits (``digits``).
+    """
+
+    L: list
+    M: int
+    eta: float
+    sigma: float
+    alpha_max: float
+    traj0: dict
+    traj: dict
+    eg_1e4: dict
+    eg_1e4_noisy: dict
+    eg_1e4_resolved: dict
+    exponent: dict
+    exponent_err: dict
+    n_fit: dict
+    power_law: dict
 
 
 def _slope(alpha, eg) -> tuple[float, float, int]:
@@ -34,31 +99,42 @@ def _slope(alpha, eg) -> tuple[float, float, int]:
     return float(p), float(linregress(np.log(alpha[m]), np.log(eg[m])).stderr), int(m.sum())
 
 
-def noiseless(mode: str = "full", seed: int = 0):
+@timed
+def noiseless(settings: NoiselessSettings | str = "full", seed: int = 0,
+              overrides=None) -> Noiseless:
     """ε_g(α) at σ = 0 and at the chapter's σ for L = 0 … 4 (erf, first layer, chapter 2's
-    start and η). Returns a Result with ``traj0[L]``, ``traj[L]`` (σ = 0 / chapter σ),
-    ``eg_1e4[L]`` (σ = 0) and ``eg_1e4_noisy[L]``, and ``exponent[L]``, ``exponent_err[L]``,
-    ``n_fit[L]`` (:func:`_slope`; NaN when ε_g leaves the window too fast for a power law, i.e.
-    an exponential decay)."""
-    from .experiments import Result, _seed, settings, start
+    start and η).
 
-    s = settings("first_layer", mode, "erf")
-    a_max = ALPHA_MAX[mode]
-    alphas = np.concatenate([[0.0], np.geomspace(1e-2, a_max, 300)])
+    ``settings``: a :class:`NoiselessSettings`, or a mode with an ``overrides`` dict.
+    """
+    s = settings_of("noiseless", settings, overrides=overrides)
+    alphas = np.concatenate([[0.0], np.geomspace(1e-2, s.alpha_max, 300)])
     i4 = int(np.argmin(np.abs(alphas - 1e4)))
-    res = Result(traj0={}, traj={}, eg_1e4={}, eg_1e4_noisy={}, exponent={}, exponent_err={},
-                 n_fit={}, L=list(s["L"]), M=s["M"], eta=s["eta"], sigma=s["sigma"],
-                 alpha_max=a_max)
-    for L in s["L"]:
-        K = s["M"] + L
-        state0 = start(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 20, K))
-        tr0 = integrate(state0, Setup("erf", eta=s["eta"], sigma=0.0), a_max, alphas=alphas)
-        tr = integrate(state0, Setup("erf", eta=s["eta"], sigma=s["sigma"]), 1e4,
-                       alphas=alphas[: i4 + 1])
-        res.traj0[L], res.traj[L] = tr0, tr
-        res.eg_1e4[L], res.eg_1e4_noisy[L] = float(tr0.eg[i4]), float(tr.eg[-1])
-        res.exponent[L], res.exponent_err[L], res.n_fit[L] = _slope(tr0.alpha, tr0.eg)
-    return res
+    traj0, traj, fit = {}, {}, {}
+    for L in s.L:
+        K = s.M + L
+        # the chapter's start on purpose (stream "first_layer.start"): the same students as
+        # the learning curves, only without label noise
+        state0 = start(K, s.M, s.kind, N=10_000, seed=seed_for(seed, "first_layer.start", K))
+        traj0[L] = integrate(state0, Setup("erf", eta=s.eta, sigma=0.0), s.alpha_max,
+                             alphas=alphas)
+        traj[L] = integrate(state0, Setup("erf", eta=s.eta, sigma=s.sigma), 1e4,
+                            alphas=alphas[: i4 + 1])
+        fit[L] = _slope(traj0[L].alpha, traj0[L].eg)
+    eg_1e4 = {L: float(t.eg[i4]) for L, t in traj0.items()}
+    exponent = {L: f[0] for L, f in fit.items()}
+    exponent_err = {L: f[1] for L, f in fit.items()}
+    return Noiseless(
+        L=list(s.L), M=s.M, eta=s.eta, sigma=s.sigma, alpha_max=s.alpha_max, settings=s,
+        traj0=traj0, traj=traj, eg_1e4=eg_1e4,
+        eg_1e4_noisy={L: float(t.eg[-1]) for L, t in traj.items()},
+        eg_1e4_resolved={L: eg > EG_ROUNDOFF for L, eg in eg_1e4.items()},
+        exponent=exponent, exponent_err=exponent_err, n_fit={L: f[2] for L, f in fit.items()},
+        power_law={L: bool(abs(p) < POWER_MAX) for L, p in exponent.items()},
+        accuracy=dict(exponent={L: EXPONENT_REL_ACCURACY * abs(p) for L, p in exponent.items()},
+                      exponent_err={L: EXPONENT_ERR_REL_ACCURACY * e
+                                    for L, e in exponent_err.items()}),
+        digits=dict(exponent=2, exponent_err=1))
 
 
 def fig_noiseless(res):
