@@ -63,19 +63,6 @@ SETTINGS: dict[str, dict] = {
         fast=dict(relu_ode_L=[0, 1, 2], relu_N=500, relu_runs=4, relu_sgd_alpha=1000.0),
         full=dict(relu_ode_L=[0, 1, 2, 3, 4], relu_N=1000, relu_runs=8, relu_sgd_alpha=1000.0),
     ),
-    "both_layers": dict(
-        # v_init = "scaled": the authors' start, student v at its first layer's scale
-        # (tsode.initial_state); "ones" is the contrast v = 1 of section "initialisation"
-        common=dict(M=2, sigma=0.1, sgd_K=[2, 4], n_points=12, v_init="scaled"),
-        erf=dict(K=[2, 3, 4, 5, 6], kind="random", eta=0.1, alpha_read=1e7),
-        # ReLU with both layers has no finite fixed point either (eps_g keeps decreasing while v
-        # shrinks); read at alpha = 1e4, where the cached SGD ensemble is read too
-        relu=dict(K=[2, 3, 4, 5, 6], kind="small", eta=0.1),
-        # linear: no fixed point, eps_g ~ alpha^-1/2 is reached only by alpha ~ 1e6-1e7
-        linear=dict(K=[2, 3, 4, 5, 6], kind="small", eta=0.1, alpha_read=1e7),
-        fast=dict(N=500, runs=4, alpha_sgd=300.0, relu_alpha_read=1e4),
-        full=dict(N=1000, runs=8, alpha_sgd=1000.0, relu_alpha_read=1e4),
-    ),
     "fixed_points": dict(
         # (activation, layers) -> (initialisation, eta, alpha of the integration, polish?)
         # polish: True = Newton from the end state; False = no fixed point, keep the end state;

@@ -77,7 +77,8 @@ from .chapter import end_exponent as _end_exponent  # noqa: E402,F401
 from .odes import _plateau, align_units, ode_vs_sgd  # noqa: E402,F401
 from .first_layer import (_ansatz, collapse, first_layer_curves,  # noqa: E402,F401
                           first_layer_final, slow_mode)
-from .both_layers import both_layers  # noqa: E402,F401
+from .both_layers import (BothLayersSettings, _denoiser, both_layers,  # noqa: E402,F401
+                          records as both_layers_records)
 from .fixed_point_maps import _fixed_point_case, fixed_points  # noqa: E402,F401
 # chapter 1 (modules of their own; they register their SETTINGS)
 from . import fig1 as _fig1  # noqa: E402,F401
