@@ -731,6 +731,12 @@ def test_ch3_sgd_at_read_time_fields():
     assert np.isnan(res.reference_dev["relu"])  # no reference for ReLU
     assert res.mean_text["relu"] == ", ".join(f"{m:.2e}" for m in res.data["relu"]["mean"])
     assert res.disagree == E.disagreements(res)
+    # the printed table: one line per size; fast mode integrates no ODE beyond K = FAST_MAX_K
+    lines = res.lines()
+    assert len(lines) == len(d["size"]) + len(res.data["relu"]["size"])
+    skipped = [K > E.FAST_MAX_K for a in ("linear", "relu") for K in res.data[a]["K"]]
+    assert [line.endswith("not integrated (fast mode)") for line in lines] == skipped
+    assert any(skipped) and lines[0].startswith("linear L = 0: SGD ")
     ds, _ = E.load_ensemble(d["name"])
     assert E._spec(ds) is E._spec(ds)
     with pytest.raises(ValueError, match="mode"):

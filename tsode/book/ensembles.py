@@ -213,6 +213,23 @@ class SgdAtReadTime(Result):
     reference_dev: dict
     mean_text: dict
 
+    def lines(self) -> list[str]:
+        """The chapters' printed table: per activation and size the SGD mean ± s.e. (2
+        digits), median and ODE (3 digits; "not integrated (fast mode)" where it is NaN), or
+        the message of a missing cache."""
+        out = []
+        for act, d in self.data.items():
+            if d["missing"]:
+                out.append(f"{act}: {d['missing']}")
+                continue
+            for i, n in enumerate(d["size"]):
+                ode = (self.fmt("ode", act, i, digits=3) if np.isfinite(d["ode"][i])
+                       else "not integrated (fast mode)")
+                out.append(f"{act:6s} {d['dim']} = {n}: SGD {self.fmt('mean', act, i)} +- "
+                           f"{self.fmt('stderr', act, i, digits=2)} (median "
+                           f"{self.fmt('median', act, i)}), ODE {ode}")
+        return out
+
 
 def _reference_dev(d: dict) -> float:
     ok = ~np.isnan(d["reference"]) if not d["missing"] else np.zeros(0, bool)
