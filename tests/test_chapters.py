@@ -362,12 +362,14 @@ def _ch3_tstats(res, eta_factor=1.0):
     effects of the late dynamics), per (activation, K), with the Bonferroni critical value."""
     import dataclasses
 
+    from tsode import integrate
+
     out = {}
     for act, sims in res.sgd.items():
         setup = dataclasses.replace(res.setup[act], eta=eta_factor * res.setup[act].eta,
                                     eta_v=eta_factor * res.setup[act].eta_v)
         for K, tr in sims.items():
-            ode = ex.integrate(res.state0[act][K], setup, 10.0, alphas=tr.alpha[tr.alpha <= 10])
+            ode = integrate(res.state0[act][K], setup, 10.0, alphas=tr.alpha[tr.alpha <= 10])
             eg = np.atleast_2d(tr.eg)[:, tr.alpha <= 10][:, 1:]
             se = eg.std(axis=0, ddof=1) / np.sqrt(eg.shape[0])
             t = np.abs(eg.mean(axis=0) - ode.eg[1:]) / se
@@ -530,8 +532,8 @@ CHECK_DIGITS = {"ansatz_max_real": 0, "eg_1e4_ratio": 3}
 
 def _printed(res, name, keys, value, acc):
     digits = getattr(res, "digits", {}).get(name, CHECK_DIGITS.get(name, 4))
-    if name == "ode":
-        digits = res.print_digits[keys[0]]
+    if isinstance(digits, dict):  # per first key (chapter 3: ode per activation)
+        digits = digits[keys[0]]
     if digits == 0:
         return ex.robust_magnitude(value, acc)
     return ex.robust_format(value, acc, digits=digits)
@@ -1010,3 +1012,141 @@ def test_ch2_relu_late_drift_fields(first_layer):
     # integration (same seed stream "first_layer.start", same K)
     relu = first_layer.relu
     assert r.ode_chapter[0] == pytest.approx(relu["ode"][1], rel=1e-6)
+
+
+# chapter 3: the chapter contract (issue 10)
+# ==========================================================================================
+def test_ch3_settings_modes_parts_and_unknown_names():
+    """fast and full differ only in the SGD's N, runs and alpha_sgd (the class docstring);
+    the parts set ReLU's and linear's small start and ReLU's shorter read-out; unknown names fail
+    where they are given (the old prefixed relu_alpha_read included)."""
+    S = ex.BothLayersSettings
+    fast, full = S.fast(), S.full()
+    assert {n for n in S.names() if getattr(fast, n) != getattr(full, n)} == {"N", "runs", "alpha_sgd"}
+    assert (fast.N, fast.runs, fast.alpha_sgd, full.N, full.runs, full.alpha_sgd) == \
+        (500, 4, 300.0, 1000, 8, 1000.0)
+    assert (S.full("erf").kind, S.full("erf").alpha_read) == ("random", 1e7)
+    assert (S.full("relu").kind, S.full("relu").alpha_read) == ("small", 1e4)
+    assert (S.full("linear").kind, S.full("linear").alpha_read) == ("small", 1e7)
+    assert S.of("fast", "erf", {"K": [2, 3]}).K == (2, 3)
+    with pytest.raises(ValueError, match="bogus"):
+        full.replace(bogus=1)
+    with pytest.raises(ValueError, match="part of BothLayersSettings"):
+        S.full("tanh")
+    with pytest.raises(ValueError, match="relu_alpha_read"):
+        ex.both_layers(FAST, overrides={"relu_alpha_read": 1e3})
+
+
+def test_ch3_result_is_frozen_and_its_derived_fields_are_recomputed(both_layers):
+    """Every number the chapter glues or records, recomputed from the raw fields."""
+    import dataclasses
+
+    res = both_layers
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.M = 3
+    M, K, fp, ode = res.M, np.array(res.K["erf"]), res.fixed_points["erf"], res.ode
+    assert M == 2 and res.fp_at_M["erf"] == pytest.approx(OWN_ODE_DENOISER[2][0],
+                                                          abs=rounding(*OWN_ODE_DENOISER[2]))
+    assert res.fp_at_M["erf"] == fp[list(K).index(M)]
+    np.testing.assert_allclose(res.fp_ratio["erf"], K * fp / (M * fp[0]), rtol=1e-14)
+    np.testing.assert_allclose(res.fp_reference["erf"], 2 * fp[0] / K, rtol=1e-14)
+    assert res.fp_halving["erf"] == pytest.approx(fp[list(K).index(4)] / fp[0], rel=1e-14)
+    assert res.fp_deviation["erf"] == pytest.approx(np.abs(ode["erf"][:3] / fp[:3] - 1).max(),
+                                                    rel=1e-12)
+    for act in ("erf", "relu", "linear"):
+        i = res.K[act].index(2)
+        assert res.ratio_last[act] == pytest.approx(ode[act][-1] / ode[act][i], rel=1e-14)
+        assert res.ode_spread[act] == pytest.approx(ode[act].max() / ode[act].min() - 1,
+                                                    rel=1e-12, abs=1e-15)
+        assert res.mean_exponent[act] == pytest.approx(np.mean(res.final_exponent[act]), rel=1e-14)
+        assert res.v_mean_at_M[act] == pytest.approx(np.mean(res.trajectories[act][2].v[-1]),
+                                                     rel=1e-14)
+    # printed digits per activation (chapter 3's check cell): linear with 2
+    lin = res.ode["linear"][0]
+    assert res.fmt("ode", "linear", 0) == ex.robust_format(
+        lin, res.accuracy["ode"]["linear"][0], digits=2)
+    recs = ex.both_layers_records(res)
+    assert [r["K"] for r in recs] == list(K)
+    np.testing.assert_allclose([r["reference"] for r in recs], 2 * fp[0] / K, rtol=1e-14)
+
+
+def test_ch3_named_seeds_reproduce_the_old_salts(both_layers):
+    """The named streams give the numbers of the former salts (30, K) and (31, K), so the
+    committed results are unchanged, and chapter 3's start differs from chapter 2's (20, K)."""
+    from tsode.book.chapter import seed_for
+
+    for K in (2, 4):
+        old = int(np.random.SeedSequence([0, 30, K]).generate_state(1)[0])
+        assert seed_for(0, "both_layers.start", K) == old
+        assert seed_for(0, "both_layers.sgd", K) == int(np.random.SeedSequence([0, 31, K]).generate_state(1)[0])
+        assert seed_for(0, "first_layer.start", K) != old
+        state = ex.start(K, 2, "random", N=10_000, seed=old, v="scaled")
+        np.testing.assert_array_equal(both_layers.state0["erf"][K].Q, state.Q)
+        np.testing.assert_array_equal(both_layers.state0["erf"][K].v, state.v)
+
+
+def test_ch3_denoiser_reference_comes_from_K_equal_M():
+    """Students K = 3, 4 only (no K = M in the list): the (M/K) reference and the ratios still
+    use the denoiser at K = M (this project's value 1.886e-4), not the first entry; quantities
+    relative to the K = M ODE are NaN."""
+    s = ex.BothLayersSettings.fast("erf", K=(3, 4), alpha_read=10.0, alpha_sgd=10.0, sgd_K=())
+    res = ex.both_layers({"erf": s})
+    at_M = res.fp_at_M["erf"]
+    assert at_M == pytest.approx(OWN_ODE_DENOISER[2][0], abs=rounding(*OWN_ODE_DENOISER[2]))
+    np.testing.assert_allclose(res.fp_reference["erf"], 2 * at_M / np.array([3, 4]), rtol=1e-14)
+    assert res.fp_ratio["erf"][1] == pytest.approx(4 * OWN_ODE_DENOISER[4][0] / (2 * at_M),
+                                                   rel=1e-3)
+    assert res.fp_ratio["erf"][0] != pytest.approx(1.0, abs=1e-3)  # the old "first entry" form
+    assert np.isnan(res.ratio_last["erf"]) and np.isnan(res.v_mean_at_M["erf"])
+    assert list(res.settings) == ["erf"] and res.settings["erf"] is s
+
+
+def test_ch3_sgd_at_read_time_fields():
+    """The glued fields of the cached ensembles, recomputed from ``data``; the result is
+    frozen and the sweep spec is parsed once per text."""
+    import dataclasses
+
+    from tsode.book import ensembles as E
+
+    res = E.sgd_at_read_time("first", FAST, activations=("linear", "relu"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.N = 1
+    d = res.data["linear"]
+    assert not d["missing"] and (res.N, res.runs) == (d["N"], d["runs"])
+    assert res.reference_dev["linear"] == pytest.approx(np.abs(d["mean"] / d["reference"] - 1).max())
+    assert np.isnan(res.reference_dev["relu"])  # no reference for ReLU
+    assert res.mean_text["relu"] == ", ".join(f"{m:.2e}" for m in res.data["relu"]["mean"])
+    assert res.disagree == E.disagreements(res)
+    # the printed table: one line per size; fast mode integrates no ODE beyond K = FAST_MAX_K
+    lines = res.lines()
+    assert len(lines) == len(d["size"]) + len(res.data["relu"]["size"])
+    skipped = [K > E.FAST_MAX_K for a in ("linear", "relu") for K in res.data[a]["K"]]
+    assert [line.endswith("not integrated (fast mode)") for line in lines] == skipped
+    assert any(skipped) and lines[0].startswith("linear L = 0: SGD ")
+    ds, _ = E.load_ensemble(d["name"])
+    assert E._spec(ds) is E._spec(ds)
+    with pytest.raises(ValueError, match="mode"):
+        E.sgd_at_read_time("first", "quick")
+
+
+def test_ch3_initialisation_contrast_fields_and_figure():
+    """Three starts per activation on the chapter's K, v* from its named stream, texts from
+    the raw numbers, a two-panel figure with one line per start."""
+    import dataclasses
+
+    from tsode.book import ensemble_figs
+    from tsode.book import ensembles as E
+    from tsode.book.chapter import seed_for
+
+    res = E.initialisation_contrast(FAST, alpha=10.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.alpha = 1.0
+    assert res.K == {"erf": [2, 3, 4], "relu": [2, 3, 4]}
+    v_star = np.random.default_rng(seed_for(0, "initialisation.v_star")).standard_normal(2)
+    np.testing.assert_array_equal(res.v_star, v_star)
+    assert res.v_star_text == ", ".join(f"{x:.2f}" for x in v_star)
+    assert set(res.eg) == {(a, s) for a in ("erf", "relu") for s in E.STARTS}
+    for key, eg in res.eg.items():
+        assert res.eg_text[key] == ", ".join(f"{x:.2e}" for x in eg)
+    fig = ensemble_figs.fig_initialisation(res)
+    assert len(fig.axes) == 2 and all(len(ax.lines) == 3 for ax in fig.axes)

@@ -194,7 +194,8 @@ class Result:
     accuracy : name of a printed number -> its numerical accuracy (same nesting as the number:
         a float, or an array/dict indexed like it); see :mod:`tsode.book.accuracy`.
     digits : name -> significant digits printed (default 4; fewer where a number sits near a
-        rounding edge or its accuracy supports fewer).
+        rounding edge or its accuracy supports fewer), or a dict of them keyed like the
+        number's first key (e.g. per activation).
     seconds : wall time of the experiment.
     """
 
@@ -207,9 +208,11 @@ class Result:
         """``getattr(self, name)[keys...]`` printed by :func:`robust_format` with its accuracy
         ``self.accuracy[name][keys...]`` (a scalar accuracy applies to every entry);
         ``digits=0``: sign and order of magnitude only (:func:`robust_magnitude`); default:
-        ``self.digits[name]`` if given, else 4."""
+        ``self.digits[name]`` if given (a dict: indexed by the first key), else 4."""
         if digits is None:
             digits = self.digits.get(name, 4)
+            if isinstance(digits, dict):
+                digits = digits[keys[0]]
         value, acc = getattr(self, name), self.accuracy[name]
         for k in keys:
             value = value[k]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from .plotting import (ACT_COLORS, _sci, label, legend_below, ode_line, panels, reference_line,
                        sgd_points)
 
-__all__ = ["fig_sgd_at_read_time", "fig_long_times"]
+__all__ = ["fig_sgd_at_read_time", "fig_long_times", "fig_initialisation"]
 
 #: legend labels of the reference values (first word of ensembles' reference_source)
 _SHORT = {"closed": r"closed form ($N\to\infty$)", "symmetric-ansatz": "symmetric fixed point",
@@ -67,5 +68,20 @@ def fig_long_times(res):
         label(ax, "alpha", "eg", logx=True, logy=True, title=f"({'abc'[i]}) $L={L}$")
         ax.set_xlim(1e2, res.alpha_ode)
         ax.set_ylim(res.eg_sym[L] / 4, res.eg_sym[L] * 20)
+        legend_below(ax)
+    return fig
+
+
+def fig_initialisation(res):
+    """Chapter 3: ε_g at α = res.alpha against K for the starts of
+    :func:`tsode.book.ensembles.initialisation_contrast`, one panel per activation."""
+    from .ensembles import STARTS
+
+    acts = list(res.K)
+    fig, axes = plt.subplots(1, len(acts), figsize=(3.5 * len(acts), 3.0), squeeze=False)
+    for ax, act in zip(axes[0], acts):
+        for start, (name, style) in STARTS.items():
+            ax.plot(res.K[act], res.eg[(act, start)], style, label=name)
+        label(ax, "K", "eg", title=act)
         legend_below(ax)
     return fig

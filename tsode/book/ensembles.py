@@ -15,6 +15,7 @@ it), which the chapters print in place of the numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import numpy as np
 from ..ode import integrate
 from ..order_parameters import OrderParameters, Setup
 from . import long_runs
+from .both_layers import BothLayersSettings  # noqa: F401  (registers the chapter's settings)
 from .chapter import Result, Settings, register, seed_for, settings_of, start, timed
 
 __all__ = ["load_ensemble", "ensemble_stats", "stored_state", "setup_of", "sgd_at",
@@ -47,9 +49,15 @@ def load_ensemble(name: str, **expected):
 
 
 def _spec(ds) -> dict:
+    """The sweep spec of a cached dataset (parsed once per spec text; do not modify it)."""
+    return _parse_spec(ds.attrs["spec"])
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_spec(text: str) -> dict:
     import json
 
-    return json.loads(ds.attrs["spec"])
+    return json.loads(text)
 
 
 def setup_of(ds) -> Setup:
@@ -170,30 +178,91 @@ def _one_activation(layers: str, act: str, mode: str) -> dict:
     return out
 
 
-def sgd_at_read_time(layers: str, mode: str = "full", activations=("erf", "linear", "relu")):
+@dataclass(frozen=True, kw_only=True)
+class SgdAtReadTime(Result):
+    """Result of :func:`sgd_at_read_time`; ``act`` an activation, S its number of sizes.
+
+    layers : "first" (chapter 2) or "both" (chapter 3).
+    mode : "fast" (ODEs only for K ≤ FAST_MAX_K, NaN beyond) or "full".
+    alpha : ALPHA_READ, where the ensembles are read.
+    data : {act: dict(name, missing="", dim ("L" or "K"), size (S,), K (S,), mean, stderr,
+        median, ode, z = (mean − ode)/stderr, reference (S,) arrays, reference_source, runs, N,
+        alpha, eta, sigma, M, v, v_scale, init)}, or {act: dict(name, missing=message)} when
+        the cache is missing or stale.
+    mean, stderr, median, ode : {act: (S,)} of the loaded activations (printed with ``fmt``).
+    N, runs : N and runs of the first loaded cache (None if none is loaded).
+    disagree : the points where SGD and ODE differ by more than 3 standard errors, as text
+        (:func:`disagreements`).
+    reference_dev : {act: max over sizes of |mean / reference − 1|} (NaN without a reference
+        or without the cache).
+    mean_text : {act: the SGD means, ", "-separated at 3 significant digits} ("n/a (cache
+        missing)" without the cache).
+    """
+
+    layers: str
+    mode: str
+    alpha: float
+    data: dict
+    mean: dict
+    stderr: dict
+    median: dict
+    ode: dict
+    N: int | None
+    runs: int | None
+    disagree: str
+    reference_dev: dict
+    mean_text: dict
+
+    def lines(self) -> list[str]:
+        """The chapters' printed table: per activation and size the SGD mean ± s.e. (2
+        digits), median and ODE (3 digits; "not integrated (fast mode)" where it is NaN), or
+        the message of a missing cache."""
+        out = []
+        for act, d in self.data.items():
+            if d["missing"]:
+                out.append(f"{act}: {d['missing']}")
+                continue
+            for i, n in enumerate(d["size"]):
+                ode = (self.fmt("ode", act, i, digits=3) if np.isfinite(d["ode"][i])
+                       else "not integrated (fast mode)")
+                out.append(f"{act:6s} {d['dim']} = {n}: SGD {self.fmt('mean', act, i)} +- "
+                           f"{self.fmt('stderr', act, i, digits=2)} (median "
+                           f"{self.fmt('median', act, i)}), ODE {ode}")
+        return out
+
+
+def _reference_dev(d: dict) -> float:
+    ok = ~np.isnan(d["reference"]) if not d["missing"] else np.zeros(0, bool)
+    return float(np.max(np.abs(d["mean"][ok] / d["reference"][ok] - 1))) if ok.any() else np.nan
+
+
+def sgd_at_read_time(layers: str, mode: str = "full",
+                     activations=("erf", "linear", "relu")) -> SgdAtReadTime:
     """Cached SGD ensembles (N = 1000, ≥ 8 runs, reduced engine) at α = ALPHA_READ beside the
     ODE from the same stored initial state and the reference value (fixed point or closed form),
-    for each activation of chapter 2 (``layers="first"``) or 3 (``"both"``).
-
-    Returns a Result with ``data[act]`` = dict(size (S,), K, mean, stderr, median, ode, z =
-    (mean − ode)/stderr, reference, reference_source, runs, N, alpha, eta, sigma, ...) or
-    dict(missing=message) when the cache is missing or stale; ``accuracy`` for :meth:`fmt`.
+    for each activation of chapter 2 (``layers="first"``) or 3 (``"both"``); see
+    :class:`SgdAtReadTime`. The cached SGD numbers are read from a file (accuracy 0), the ODE
+    values carry ODE_REL_ACCURACY.
     """
-    from .experiments import Result
-
     if layers not in ("first", "both"):
         raise ValueError(f"layers must be 'first' or 'both', got {layers!r}")
+    if mode not in ("fast", "full"):
+        raise ValueError(f"mode must be 'fast' or 'full', got {mode!r}")
     data = {a: _one_activation(layers, a, mode) for a in activations}
     ok = {a: d for a, d in data.items() if not d["missing"]}
-    return Result(layers=layers, data=data, alpha=ALPHA_READ, mode=mode,
-                  mean={a: d["mean"] for a, d in ok.items()},
-                  stderr={a: d["stderr"] for a, d in ok.items()},
-                  median={a: d["median"] for a, d in ok.items()},
-                  ode={a: d["ode"] for a, d in ok.items()},
-                  # cached SGD numbers are read from a file: exact; ODE: ODE_REL_ACCURACY
-                  accuracy=dict(mean=0.0, stderr=0.0, median=0.0,
-                                ode={a: ODE_REL_ACCURACY * np.abs(d["ode"])
-                                     for a, d in ok.items()}))
+    first = next(iter(ok.values()), {})
+    res = SgdAtReadTime(
+        layers=layers, data=data, alpha=ALPHA_READ, mode=mode,
+        mean={a: d["mean"] for a, d in ok.items()},
+        stderr={a: d["stderr"] for a, d in ok.items()},
+        median={a: d["median"] for a, d in ok.items()},
+        ode={a: d["ode"] for a, d in ok.items()}, N=first.get("N"), runs=first.get("runs"),
+        disagree="", reference_dev={a: _reference_dev(d) for a, d in data.items()},
+        mean_text={a: ", ".join(f"{m:.2e}" for m in d["mean"]) if not d["missing"]
+                   else "n/a (cache missing)" for a, d in data.items()},
+        accuracy=dict(mean=0.0, stderr=0.0, median=0.0,
+                      ode={a: ODE_REL_ACCURACY * np.abs(d["ode"]) for a, d in ok.items()}))
+    return dataclasses.replace(res, disagree=disagreements(res))
 
 
 def summary_records(res, chapter: int) -> list[dict]:
@@ -456,31 +525,60 @@ def _verdict(missing: str, name: str, table: list, eg_sym: dict, z_max: float = 
 # ------------------------------------------------------------------------------------------
 # chapter 3: the initialisation
 # ------------------------------------------------------------------------------------------
-def initialisation_contrast(mode: str = "full", seed: int = 0, alpha: float = ALPHA_READ):
+#: the starts of :func:`initialisation_contrast`: name -> (legend label, line style)
+STARTS = {"authors": ("authors", "o-"), "vstar_normal": ("vstar normal", "s--"),
+          "v_ones": ("v ones", "^:")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Initialisation(Result):
+    """Result of :func:`initialisation_contrast`; ``start`` one of :data:`STARTS`.
+
+    settings : {act: the chapter's :class:`~tsode.book.both_layers.BothLayersSettings`}.
+    alpha : where ε_g is read.
+    K : {act: list of K} (fast mode: K ≤ FAST_MAX_K).
+    eg : {(act, start): (len(K[act]),) ε_g of the ODE at alpha}.
+    v_star : (M,) the one teacher second layer v* ~ N(0, 1) of the "vstar_normal" start.
+    v_star_text : v_star, ", "-separated with 2 decimals.
+    eg_text : {(act, start): eg, ", "-separated at 3 significant digits}.
+    """
+
+    alpha: float
+    K: dict
+    eg: dict
+    v_star: np.ndarray
+    v_star_text: str
+    eg_text: dict
+
+
+def initialisation_contrast(mode: str = "full", seed: int = 0, alpha: float = ALPHA_READ,
+                            overrides=None) -> Initialisation:
     """Both layers, ODE ε_g at ``alpha`` against K for three starts, per activation (erf,
     ReLU): the authors' start (v at the first layer's scale, v* = 1), the same with
-    v* ~ N(0, 1) (drawn with the student; ODE only), and the contrast v = 1, v* = 1 (the start
-    this book used before). ``v_star``: the one N(0, 1) draw used for every K. Fast mode: K ≤ FAST_MAX_K. Returns a Result with ``K`` and
-    ``eg[(act, start)]`` (S,) for start in ("authors", "vstar_normal", "v_ones").
-    """
-    from .experiments import Result, _seed, settings
+    v* ~ N(0, 1) (ODE only), and the contrast v = 1, v* = 1 (the start this book used before).
 
-    s = settings("both_layers", mode, "erf")
-    # one teacher v* ~ N(0, 1) for every K, so that the K are comparable
-    v_star = np.random.default_rng(_seed(seed, 32)).standard_normal(s["M"])
+    Settings (M, K, η, σ, initialisation kind) are those of the chapter's
+    :func:`~tsode.book.both_layers.both_layers` in ``mode`` (with ``overrides``); fast mode:
+    K ≤ FAST_MAX_K. The first layers are *on purpose* the chapter's initial states (seed
+    stream "both_layers.start"), so that the three starts differ only in v and v*; v* is one
+    draw of the stream "initialisation.v_star", the same for every K so that the K are
+    comparable.
+    """
+    per = {act: settings_of("both_layers", mode, act, overrides) for act in ("erf", "relu")}
+    M = per["erf"].M
+    v_star = np.random.default_rng(seed_for(seed, "initialisation.v_star")).standard_normal(M)
     starts = {"authors": dict(v="scaled"), "vstar_normal": dict(v="scaled", v_star=v_star),
               "v_ones": dict(v="ones")}
     eg, Ks = {}, {}
-    for act in ("erf", "relu"):
-        s = settings("both_layers", mode, act)
-        Ks[act] = [K for K in s["K"] if mode == "full" or K <= FAST_MAX_K]
-        setup = Setup(act, eta=s["eta"], eta_v=s["eta"], sigma=s["sigma"])
+    for act, s in per.items():
+        Ks[act] = [K for K in s.K if mode == "full" or K <= FAST_MAX_K]
+        setup = Setup(act, eta=s.eta, eta_v=s.eta, sigma=s.sigma)
         for name, kw in starts.items():
-            from ..order_parameters import initial_state
-
             eg[(act, name)] = np.array([float(integrate(
-                initial_state(K, s["M"], s["kind"], N=10_000, seed=_seed(seed, 30, K),
-                              orthogonal_teacher=True, **kw),
+                start(K, s.M, s.kind, N=10_000, seed=seed_for(seed, "both_layers.start", K), **kw),
                 setup, alpha, alphas=[0.0, alpha]).eg[-1]) for K in Ks[act]])
-    return Result(K=Ks, eg=eg, alpha=alpha, v_star=v_star,
-                  accuracy=dict(eg={k: ODE_REL_ACCURACY * np.abs(v) for k, v in eg.items()}))
+    return Initialisation(
+        settings=per, K=Ks, eg=eg, alpha=alpha, v_star=v_star,
+        v_star_text=", ".join(f"{x:.2f}" for x in v_star),
+        eg_text={k: ", ".join(f"{x:.2e}" for x in v) for k, v in eg.items()},
+        accuracy=dict(eg={k: ODE_REL_ACCURACY * np.abs(v) for k, v in eg.items()}))

@@ -1,85 +1,67 @@
-r"""The experiments behind the book's figures, one function per section of a chapter.
+r"""The experiments behind the book's figures: one import point for the chapters and the tests.
 
-Every function takes ``mode`` (``"fast"`` or ``"full"``), a ``seed`` and ``overrides`` (a dict
-replacing settings by name) and returns a :class:`Result` holding the data of the section's
-figure(s) plus its key numbers. The mode is turned into settings here, in :data:`SETTINGS`, so
-that the chapter notebooks stay thin (one call, one figure, one checked number) and the
-regression tests (``tests/test_chapters.py``) can call the very same code in fast mode.
+Each experiment lives in the module of its chapter and follows the chapter contract
+(:mod:`tsode.book.chapter`): it takes its own frozen settings dataclass (``XSettings.full()``,
+``XSettings.fast()``, ``.replace(...)``) or a mode string with an ``overrides`` dict, and a named
+``seed``; it returns a frozen, documented result dataclass whose fields the notebooks read.
 
-* ``full`` — the settings of the committed notebooks (the whole book runs in a few minutes on a
-  2-core machine; CI re-executes it under nbval).
-* ``fast`` — fewer runs, shorter times and smaller N for the simulations; the ODE parts are cheap
-  and mostly identical to the full mode.
+* chapter 1 (:mod:`~tsode.book.odes`, :mod:`~tsode.book.fig1`, :mod:`~tsode.book.convergence`):
+  :func:`ode_vs_sgd`, :func:`fig1`, :func:`convergence`;
+* chapter 2 (:mod:`~tsode.book.first_layer`, :mod:`~tsode.book.noiseless`, the long-time part of
+  :mod:`~tsode.book.ensembles`): :func:`first_layer_curves`, :func:`first_layer_final`,
+  :func:`collapse`, :func:`slow_mode`;
+* chapter 3 (:mod:`~tsode.book.both_layers`, :mod:`~tsode.book.ensembles`): :func:`both_layers`;
+* chapter 4 (:mod:`~tsode.book.fixed_point_maps`, :mod:`~tsode.book.split`):
+  :func:`fixed_points`, :func:`split_units`.
+
+``full`` is the mode of the committed notebooks (CI re-executes them under nbval); ``fast`` has
+fewer runs, shorter times and smaller N for the simulations.
 
 Conventions are those of the package (DESIGN.md §2): ``erf`` means erf(x/√2), σ is the standard
 deviation of the label noise, ε_g is measured against the noiseless teacher, α = steps/N. Teachers
 are orthonormal (T = I exactly) and students start either "large" (entries N(0, 1), used for
-sigmoidal networks) or "small" (entries N(0, 10⁻⁶), used for ReLU and linear networks), sampled in
-N dimensions so that the ODE and the simulations start from the same macroscopic point.
+sigmoidal networks) or "small" (entries of standard deviation 1e-3, used for ReLU and linear
+networks), sampled in N dimensions so that the ODE and the simulations start from the same
+macroscopic point.
 """
 
 from __future__ import annotations
 
-
-
-from .accuracy import (  # the chapters call experiments.claimed and Result.fmt
-    ATOL,
-    PERTURBATION,
-    RTOL,
-    TIGHT,
-    TOL_FACTOR,
-    claimed,
-    fixed_point_accuracy,
-    ode_variants,
-    perturbed,
-    ratio_accuracy,
-    robust_format,
-    robust_magnitude,
-    spectrum_summary,
-    spread,
-)
+from .accuracy import (claimed, ode_variants, perturbed, robust_format, robust_magnitude,
+                       spectrum_summary, spread)
+from .both_layers import BothLayers, BothLayersSettings, _denoiser, both_layers
+from .both_layers import records as both_layers_records
+from .chapter import MODES, REGISTRY, Result, Settings, check_overrides, known_settings, start
+from .chapter import decade_exponent as _decade_exponent
+from .chapter import end_exponent as _end_exponent
+from .ensembles import (Initialisation, LongTimes, LongTimesSettings, ReluLateDrift,
+                        SgdAtReadTime, initialisation_contrast, long_times, relu_late_drift,
+                        sgd_at_read_time)
+from .convergence import Convergence, ConvergenceSettings, convergence
+from .fig1 import Fig1, Fig1Settings, fig1
+from .first_layer import (Collapse, CollapseSettings, FirstLayerCurves, FirstLayerFinal,
+                          FirstLayerSettings, SlowMode, SlowModeSettings, _ansatz, collapse,
+                          first_layer_curves, first_layer_final, slow_mode)
+from .fixed_point_maps import (Case, FixedPoints, FixedPointsSettings, _fixed_point_case,
+                               fixed_points)
+from .noiseless import Noiseless, NoiselessSettings, noiseless
+from .odes import OdeVsSgd, OdeVsSgdSettings, _plateau, align_units, ode_vs_sgd
+from .split import SplitUnits, SplitUnitsSettings, split_units
 
 __all__ = [
-    "MODES",
-    "SETTINGS",
-    "Result",
-    "settings",
-    "known_settings",
-    "check_overrides",
-    "start",
-    "ode_vs_sgd",
-    "convergence",
-    "first_layer_curves",
-    "first_layer_final",
-    "collapse",
-    "slow_mode",
-    "both_layers",
-    "fixed_points",
-    "align_units",
-    "robust_format",
-    "spectrum_summary",
-    "robust_magnitude",
-    "claimed",
-    "perturbed",
-    "ode_variants",
-    "spread",
+    "MODES", "REGISTRY", "Result", "Settings", "check_overrides", "known_settings", "start",
+    "ode_vs_sgd", "OdeVsSgd", "OdeVsSgdSettings", "align_units",
+    "fig1", "Fig1", "Fig1Settings", "convergence", "Convergence", "ConvergenceSettings",
+    "first_layer_curves", "first_layer_final", "FirstLayerCurves", "FirstLayerFinal",
+    "FirstLayerSettings", "collapse", "Collapse", "CollapseSettings",
+    "slow_mode", "SlowMode", "SlowModeSettings", "noiseless", "Noiseless", "NoiselessSettings",
+    "long_times", "LongTimes", "LongTimesSettings", "relu_late_drift", "ReluLateDrift",
+    "sgd_at_read_time", "SgdAtReadTime", "initialisation_contrast", "Initialisation",
+    "both_layers", "BothLayers", "BothLayersSettings", "both_layers_records",
+    "fixed_points", "FixedPoints", "FixedPointsSettings", "Case",
+    "split_units", "SplitUnits", "SplitUnitsSettings",
+    "claimed", "robust_format", "robust_magnitude", "spectrum_summary", "perturbed",
+    "ode_variants", "spread",
 ]
-
-
-
-from ._legacy import (MODES, SETTINGS, Result, _key, _seed, _sim, _timed,  # noqa: E402,F401
-                      check_overrides, known_settings, settings, start)
-
-
-# the experiments live in one module per chapter; they are re-exported here
-from .chapter import decade_exponent as _decade_exponent  # noqa: E402,F401
-from .chapter import end_exponent as _end_exponent  # noqa: E402,F401
-from .odes import _plateau, align_units, ode_vs_sgd  # noqa: E402,F401
-from .fig1 import fig1  # noqa: E402,F401
-from .convergence import convergence  # noqa: E402,F401
-from .first_layer import (FirstLayerSettings, SlowModeSettings, _ansatz,  # noqa: E402,F401
-                          collapse, first_layer_curves, first_layer_final, slow_mode)
-from .both_layers import both_layers  # noqa: E402,F401
-from .fixed_point_maps import (Case, FixedPoints, FixedPointsSettings,  # noqa: E402,F401
-                               _fixed_point_case, fixed_points)
-from .split import SplitUnits, SplitUnitsSettings, split_units  # noqa: E402,F401
+_PRIVATE_FOR_TESTS = (_ansatz, _denoiser, _fixed_point_case, _plateau, _decade_exponent,
+                      _end_exponent)

@@ -2,7 +2,8 @@
 results.
 
 * :func:`rerun_section` — displayed by the last cell of every chapter: the chapter's settings in
-  the fast and the full mode (from :data:`tsode.book.experiments.SETTINGS`, at execution time),
+  the fast and the full mode (from the registered settings classes,
+  :data:`tsode.book.chapter.REGISTRY`, at execution time),
   the measured run time, the commands and where the output goes;
 * :func:`record` / :func:`read_summary` — records of reproduced numbers (``book/data/summary.json``
   format: a list of dicts with the keys of :data:`SUMMARY_KEYS`);
@@ -20,10 +21,10 @@ from pathlib import Path
 __all__ = ["CHAPTER_EXPERIMENTS", "SUMMARY_KEYS", "rerun_section", "record", "read_summary",
            "summary_table", "fill_intro"]
 
-#: The experiments (keys of SETTINGS) each chapter runs.
+#: The experiments (names in :data:`tsode.book.chapter.REGISTRY`) each chapter runs.
 CHAPTER_EXPERIMENTS = {
     "01_odes": ["fig1", "ode_vs_sgd", "convergence"],
-    "02_first_layer": ["first_layer", "collapse", "slow_mode"],
+    "02_first_layer": ["first_layer", "collapse", "noiseless", "slow_mode", "long_times"],
     "03_both_layers": ["both_layers"],
     "04_fixed_points": ["fixed_points", "split_units"],
 }
@@ -44,16 +45,12 @@ def _fmt(value) -> str:
 
 def _settings_rows(name: str) -> list[tuple[str, str, str]]:
     """(setting, fast, full) for every setting of experiment ``name`` (per activation part)."""
+    from . import experiments  # noqa: F401  (imports every chapter module: they register)
     from .chapter import REGISTRY
-    from .experiments import SETTINGS, settings
 
-    if name in REGISTRY:
-        cls = REGISTRY[name]
-        parts = list(cls.PARTS) or [None]
-        of = {p: (cls.of("fast", p).as_dict(), cls.of("full", p).as_dict()) for p in parts}
-    else:
-        parts = [p for p in SETTINGS[name] if p not in ("common", "fast", "full")] or [None]
-        of = {p: (settings(name, "fast", p), settings(name, "full", p)) for p in parts}
+    cls = REGISTRY[name]
+    parts = list(cls.PARTS) or [None]
+    of = {p: (cls.of("fast", p).as_dict(), cls.of("full", p).as_dict()) for p in parts}
     rows = []
     for part in parts:
         fast, full = of[part]

@@ -467,7 +467,7 @@ def fig_both_layers_curves(res):
                 sgd_points(ax, sim.alpha[1:], m[1:], None if s is None else s[1:], None, c, ms=4)
             if act in res.fixed_points:
                 ax.axhline(res.fixed_points[act][i], color=c, ls=":", lw=1)
-        eta = res.settings[act]["eta"]
+        eta = res.settings[act].eta
         label(ax, "alpha", "eg", logx=True, logy=True,
               title=f"{act} ($\\eta=\\eta_v={eta:g}$)")
         entries.update(_entries(ax))
@@ -493,7 +493,8 @@ def fig_both_layers_final(res):
             fp = res.fixed_points[act]
             reference_line(ax, K, fp, "denoising fixed point", "k", marker="x", ms=6)
             Kf = np.linspace(K.min(), K.max(), 50)
-            reference_line(ax, Kf, fp[0] * K[0] / Kf, r"$(M/K)\,\epsilon_g^*(K=M)$", "0.5", ls=":")
+            reference_line(ax, Kf, res.M * res.fp_at_M[act] / Kf, r"$(M/K)\,\epsilon_g^*(K=M)$",
+                           "0.5", ls=":")
         label(ax, "K", "eg", title=act)
         ax.set_xticks(K)
         ax.set_ylim(0, 1.15 * max(np.max(res.ode[act]), np.max(res.fixed_points.get(act, 0))))
