@@ -285,6 +285,7 @@ class Collapse(Result):
     ratio : {(η, σ): (len(L),) ε_g*/(ησ²)} at the exact erf symmetric fixed point.
     leading : (len(L),) the leading order (L + M/√3)/(2π) of the ratio
         (:func:`tsode.asymptotics.erf_eg_star_leading`).
+    eta_min : the smallest η of the pairs.
     ratio_small_eta : ratio at the smallest η over the leading order, per L.
     ratio_last_range : (min, max) over (η, σ) of the ratio at the largest L.
     """
@@ -293,6 +294,7 @@ class Collapse(Result):
     M: int
     ratio: dict
     leading: np.ndarray
+    eta_min: float
     ratio_small_eta: np.ndarray
     ratio_last_range: tuple
 
@@ -312,6 +314,7 @@ def collapse(settings: CollapseSettings | str = "full", overrides=None) -> Colla
     leading = np.array([erf_eg_star_leading(s.M, L, 1.0, 1.0) for L in s.L])
     last = [float(r[-1]) for r in ratio.values()]
     return Collapse(L=list(s.L), M=s.M, ratio=ratio, leading=leading, settings=s,
+                    eta_min=min(eta for eta, _ in ratio),
                     ratio_small_eta=ratio[min(ratio)] / leading,
                     ratio_last_range=(min(last), max(last)), accuracy=dict(ratio=acc))
 
