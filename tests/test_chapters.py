@@ -708,6 +708,21 @@ def test_ch4_settings_contract():
         np.random.SeedSequence([0, 30, 4]).generate_state(1)[0])
 
 
+def test_ch4_split_units_survive_a_stale_sgd_cache(split_units):
+    """A chapter-wide override of sigma reaches split_units, whose SGD comes from chapter 2's
+    cache (sigma = 0.1): the chapter must show why the SGD is missing, not crash; the merged
+    fixed points are still computed (at the new sigma) and no SGD record is written."""
+    from tsode.book import split
+
+    res = split.split_units(FAST, overrides={"sigma": 0.05})
+    assert "stale" in res.sgd_missing and "sigma = 0.05" in res.sgd_missing
+    assert all(np.isnan(res.sgd[L][0]) for L in res.L) and res.sgd["N"] == 0
+    assert res.eg_merged[0] < split_units.eg_merged[0]  # less noise, lower error
+    recs = split.records(res)
+    assert [r["method"] for r in recs] == ["fixed_point"] * len(res.L)
+    assert split_units.sgd_missing == "" and len(split.records(split_units)) == 2 * len(res.L)
+
+
 def test_ch4_results_are_frozen_and_derived_fields_recompute(fixed_points, split_units):
     import dataclasses
 

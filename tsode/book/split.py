@@ -56,7 +56,9 @@ class SplitUnits(Result):
     max_re_merged : {L: largest Re λ of the merged fixed point}.
     max_re_merged_top : the largest of those (< 0: every merged fixed point is stable).
     sgd : {L: (mean, standard error, runs) of ε_g at the last α of chapter 2's cached ReLU SGD
-        long run}, and "alpha", "N" of that run.
+        long run}, and "alpha", "N" of that run; NaN values (and N = runs = 0) when the cache
+        is missing or was computed for other settings (e.g. an override of σ): see sgd_missing.
+    sgd_missing : "" or why the cached SGD is not available (with the command that recomputes it).
     state4 : OrderParameters, the state Newton finds for the unmerged student (chapter 4's row
         "relu, first layer").
     K4 : its number of units.
@@ -72,6 +74,7 @@ class SplitUnits(Result):
     max_re_merged: dict
     max_re_merged_top: float
     sgd: dict
+    sgd_missing: str
     state4: OrderParameters
     K4: int
     groups4: list
@@ -86,17 +89,22 @@ def _teacher_state(M: int) -> OrderParameters:
     return OrderParameters(Q=eye, R=eye, T=eye, v=np.ones(M), v_star=np.ones(M))
 
 
-def _sgd_long_run(s: SplitUnitsSettings) -> dict:
-    """Chapter 2's cached ReLU SGD: {L: (mean, standard error, runs) of eps_g at the last
-    alpha}, "alpha" and "N"."""
-    from .long_runs import load
+def _sgd_long_run(s: SplitUnitsSettings) -> tuple[dict, str]:
+    """Chapter 2's cached ReLU SGD: ({L: (mean, standard error, runs) of eps_g at the last
+    alpha}, "alpha" and "N"), "") — or NaN entries and the reason when the cache is missing or
+    stale for these settings (the chapter then shows the reason instead of crashing)."""
+    from .long_runs import StaleCache, load
 
-    ds = load("first_layer_relu", eta=s.eta, sigma=s.sigma, M=s.M)
+    try:
+        ds = load("first_layer_relu", eta=s.eta, sigma=s.sigma, M=s.M)
+    except StaleCache as e:
+        nan = float("nan")
+        return {"alpha": nan, "N": 0, **{L: (nan, nan, 0) for L in s.L}}, str(e)
     out = {"alpha": float(ds.alpha.values[-1]), "N": int(json.loads(ds.attrs["spec"])["N"])}
     for L in ds.L.values:
         eg = ds.eg.sel(L=L).values[:, -1]
         out[int(L)] = (float(eg.mean()), float(eg.std(ddof=1) / np.sqrt(eg.size)), eg.size)
-    return out
+    return out, ""
 
 
 def _unmerged_state(s: SplitUnitsSettings, fps: FixedPointsSettings, seed: int):
@@ -126,6 +134,7 @@ def split_units(settings: SplitUnitsSettings | str = "full", seed: int = 0, over
         fp = fixed_point(_teacher_state(M), Setup("relu", eta=n * s.eta, sigma=s.sigma))
         eg[L], top[L] = generalisation_error(fp.state, "relu"), fp.max_real
     state4 = _unmerged_state(s, fps, seed)
+    sgd, sgd_missing = _sgd_long_run(s)
     Q = np.asarray(state4.Q)
     cos = Q / np.sqrt(np.outer(np.diag(Q), np.diag(Q)))
     groups = parallel_groups(state4, s.tol)
@@ -135,7 +144,8 @@ def split_units(settings: SplitUnitsSettings | str = "full", seed: int = 0, over
     for L in s.L:
         acc[L] = abs(eg4_merged - eg[L]) if (L + M) // M == 2 else 1e-12 * eg[L]
     return SplitUnits(L=list(s.L), eg_merged=eg, max_re_merged=top,
-                      max_re_merged_top=max(top.values()), settings=s, sgd=_sgd_long_run(s),
+                      max_re_merged_top=max(top.values()), settings=s, sgd=sgd,
+                      sgd_missing=sgd_missing,
                       state4=state4, K4=state4.K, groups4=groups,
                       eg4=float(generalisation_error(state4, "relu")),
                       cos4=float(max(cos[g[0], g[1]] for g in groups if len(g) > 1)),
@@ -152,8 +162,12 @@ def records(res) -> list[dict]:
         claim = f"ReLU first layer, even split (K = {K}): eps_g* = that of K = M at {K // 2} eta"
         out.append(dict(base, id=f"ch4-split-fp-L{L}", claim=claim, quantity="eps_g*",
                         value=res.eg_merged[L], stderr=None, method="fixed_point", alpha=None,
-                        N=None, runs=None, K=K, reference=res.sgd[L][0],
-                        reference_source="chapter 2 SGD long run (book/data/first_layer_relu.nc)"))
+                        N=None, runs=None, K=K,
+                        reference=None if res.sgd_missing else res.sgd[L][0],
+                        reference_source=None if res.sgd_missing else
+                        "chapter 2 SGD long run (book/data/first_layer_relu.nc)"))
+        if res.sgd_missing:
+            continue
         out.append(dict(base, id=f"ch4-split-sgd-L{L}", claim=claim, quantity="eps_g",
                         value=res.sgd[L][0], stderr=res.sgd[L][1], method="sgd_reduced",
                         alpha=res.sgd["alpha"], N=res.sgd["N"], runs=res.sgd[L][2], K=K,
@@ -188,9 +202,10 @@ def fig_split_units(res):
 
     fig, ax = plt.subplots(figsize=(pl.COLUMN_IN * 0.8, 4.2))
     Ls = [L for L in res.sgd if isinstance(L, int)]
-    pl.sgd_points(ax, Ls, [res.sgd[L][0] for L in Ls], [res.sgd[L][1] for L in Ls],
-                  f"SGD, $N={res.sgd['N']}$, $\\alpha={pl._sci(res.sgd['alpha'])}$ (chapter 2)",
-                  pl.COLORS[0], "o")
+    if not res.sgd_missing:
+        pl.sgd_points(ax, Ls, [res.sgd[L][0] for L in Ls], [res.sgd[L][1] for L in Ls],
+                      f"SGD, $N={res.sgd['N']}$, $\\alpha={pl._sci(res.sgd['alpha'])}$ (chapter 2)",
+                      pl.COLORS[0], "o")
     pl.reference_line(ax, res.L, [res.eg_merged[L] for L in res.L],
                       "merged fixed point (even split)", "k", ls="none", marker="x", ms=7, mew=1.5)
     ax.plot([res.K4 - res.settings.M], [res.eg4], "D", color=pl.COLORS[1], mfc="none", ms=8,
