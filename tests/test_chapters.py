@@ -609,6 +609,8 @@ def test_long_time_numbers_are_converged(both_layers, fixed_points):
     """Chapter 3's alpha = 1e7 errors and last-decade exponents, chapter 2's slow-mode numbers and
     chapter 4's erf both-layer fixed point (integrated to 1e6): recomputed with rtol and atol
     divided by 100, each changes by less than half a unit of its printed last digit."""
+    from tsode.book.chapter import decade_exponent, end_exponent
+    from tsode.book.fixed_point_maps import _fixed_point_case
     from tsode.order_parameters import generalisation_error
 
     res = both_layers
@@ -618,15 +620,15 @@ def test_long_time_numbers_are_converged(both_layers, fixed_points):
             tight = accuracy.ode_variant(res.state0[act][K], res.setup[act], tr, tol_factor=0.01, rel=0.0)
             for name, value, new in [("ode", tr.eg[-1], tight.eg[-1]),
                                      ("final_exponent", res.final_exponent[act][i],
-                                      ex._decade_exponent(tight))]:
+                                      decade_exponent(tight))]:
                 unit = _printed_unit(res.fmt(name, act, i))
                 assert abs(new - value) < unit / 2, (act, K, name, value, new)
     slow = ex.slow_mode(FAST)
     tight = accuracy.ode_variant(slow.state0, slow.setup, slow.trajectory, tol_factor=0.01, rel=0.0)
-    assert abs(ex._end_exponent(tight) - slow.end_exponent) < _printed_unit(slow.fmt("end_exponent")) / 2
+    assert abs(end_exponent(tight) - slow.end_exponent) < _printed_unit(slow.fmt("end_exponent")) / 2
     assert abs(tight.eg[-1] - slow.eg_end) < 0.5e-4 * slow.eg_end  # printed as a ratio, 2 digits
     case = fixed_points.settings.case("erf", "both")
-    c = ex._fixed_point_case(case, fixed_points.settings, 0, tol_factor=0.01)
+    c = _fixed_point_case(case, fixed_points.settings, 0, tol_factor=0.01)
     eg = generalisation_error(c["state"], "erf")
     assert abs(eg - fixed_points.eg["erf, both layers"]) < \
         _printed_unit(fixed_points.fmt("eg", "erf, both layers")) / 2

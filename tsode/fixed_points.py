@@ -201,6 +201,10 @@ def _scalar(x):
     return x.item() if np.ndim(x) == 0 else x
 
 
+def _zero_tol(re, keepdims: bool = False):
+    return ZERO_RTOL * np.max(np.abs(re), axis=-1, initial=0.0, keepdims=keepdims)
+
+
 def zero_tol(eigenvalues):
     r"""The threshold below which :math:`|\mathrm{Re}\,\lambda|` counts as 0:
     ``ZERO_RTOL`` · max|Re λ| (the accuracy of a finite-difference Jacobian's eigenvalues).
@@ -208,8 +212,7 @@ def zero_tol(eigenvalues):
     ``eigenvalues``: (..., n) complex or real, one spectrum per leading index. Returns a float
     (one spectrum) or an array of shape (...). NaN if a spectrum contains NaN; 0 if n = 0.
     """
-    re = np.real(np.asarray(eigenvalues))
-    return _scalar(ZERO_RTOL * np.max(np.abs(re), axis=-1, initial=0.0))
+    return _scalar(_zero_tol(np.real(np.asarray(eigenvalues))))
 
 
 def count_unstable(eigenvalues):
@@ -220,8 +223,7 @@ def count_unstable(eigenvalues):
     (0 for a spectrum containing NaN, whose threshold is NaN).
     """
     re = np.real(np.asarray(eigenvalues))
-    zt = ZERO_RTOL * np.max(np.abs(re), axis=-1, initial=0.0, keepdims=True)
-    return _scalar(np.sum(re > zt, axis=-1))
+    return _scalar(np.sum(re > _zero_tol(re, keepdims=True), axis=-1))
 
 
 def soft_mask(eigenvalues, soft_tol):

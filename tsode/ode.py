@@ -292,12 +292,12 @@ class Drift:
             logs["weight_decay"] = lg(s.weight_decay) + lg(y)
         return max(logs, key=lambda k: logs[k] if np.isfinite(logs[k]) else -np.inf)
 
-
     def culprit(self, y) -> str:
         """The dominant parameter at packed state y in words, for divergence messages:
         'the learning rate eta = 1.5' (see :meth:`blame`)."""
         name = self.blame(y)
         return f"the {_PARAMETER_WORDS[name]} {name} = {getattr(self.setup, name):g}"
+
     def eg(self, Y) -> np.ndarray:
         """Generalisation error along packed states Y of shape (..., size)."""
         Q, R, v = self.unpack(Y)

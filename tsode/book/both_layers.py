@@ -11,7 +11,7 @@ from ..ode import integrate
 from ..order_parameters import Setup
 from .accuracy import fixed_point_accuracy, ode_variants, ratio_accuracy, spread
 from .chapter import (Result, Settings, decade_exponent, register, run_sgd, seed_for,
-                      settings_of, start, timed)
+                      settings_of, shared_start, timed)
 
 ACTIVATIONS = ("erf", "relu", "linear")
 
@@ -152,8 +152,7 @@ def _one_activation(s: BothLayersSettings, act: str, seed: int) -> dict:
     alphas_sgd = np.concatenate([[0.0], np.geomspace(1.0, s.alpha_sgd, s.n_points)])
     trs, sgd, state0, alts = {}, {}, {}, {}
     for K in s.K:
-        state0[K] = start(K, s.M, s.kind, N=10_000, seed=seed_for(seed, "both_layers.start", K),
-                          v=s.v_init)
+        state0[K] = shared_start("both_layers.start", K, s.M, s.kind, seed, v=s.v_init)
         trs[K] = integrate(state0[K], setup, s.alpha_read, alphas=alphas)
         alts[K] = ode_variants(state0[K], setup, trs[K])
         if K in s.sgd_K:

@@ -32,8 +32,8 @@ from ..order_parameters import OrderParameters, initial_state
 from .accuracy import robust_format, robust_magnitude
 
 __all__ = ["MODES", "SEEDS", "Settings", "Result", "register", "REGISTRY", "settings_of",
-           "known_settings", "check_overrides", "seed_for", "timed", "start", "run_sgd",
-           "decade_exponent", "end_exponent"]
+           "known_settings", "check_overrides", "seed_for", "timed", "start", "shared_start",
+           "run_sgd", "decade_exponent", "end_exponent"]
 
 MODES = ("fast", "full")
 
@@ -247,6 +247,18 @@ def start(K, M, kind, *, N=10_000, seed=0, v="ones", v_star="ones") -> OrderPara
                          orthogonal_teacher=True)
 
 
+#: Dimension at which the chapters' shared initial states are sampled (:func:`shared_start`).
+SHARED_N = 10_000
+
+
+def shared_start(stream: str, K: int, M: int, kind: str, seed: int, **v) -> OrderParameters:
+    """The initial state of a K-unit student that several sections share on purpose: :func:`start`
+    sampled at N = :data:`SHARED_N` from the named stream ``stream`` ("first_layer.start" or
+    "both_layers.start", :data:`SEEDS`) with index K. Chapters 2 and 3 train from these states
+    and chapter 4 reads their ends; ``v``: the ``v`` / ``v_star`` options of :func:`start`."""
+    return start(K, M, kind, N=SHARED_N, seed=seed_for(seed, stream, K), **v)
+
+
 def run_sgd(state0, setup, N, alpha_max, *, engine, seed, n_runs, alphas):
     """:func:`tsode.simulate` (imported on first use)."""
     from ..simulate import simulate
@@ -256,7 +268,8 @@ def run_sgd(state0, setup, N, alpha_max, *, engine, seed, n_runs, alphas):
 
 
 def decade_exponent(tr) -> float:
-    """d ln ε_g / d ln α over the last decade of ``tr`` (least squares, :func:`tsode.asymptotics.fit_power_law`)."""
+    """d ln ε_g / d ln α over the last decade of ``tr`` (least squares,
+    :func:`tsode.asymptotics.fit_power_law`)."""
     from ..asymptotics import fit_power_law
 
     return fit_power_law(tr.alpha, tr.eg, alpha_min=tr.alpha[-1] / 10)[0]

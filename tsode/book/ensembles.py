@@ -25,7 +25,8 @@ from ..ode import integrate
 from ..order_parameters import OrderParameters, Setup
 from . import long_runs
 from .both_layers import BothLayersSettings  # noqa: F401  (registers the chapter's settings)
-from .chapter import Result, Settings, register, seed_for, settings_of, start, timed
+from .chapter import (MODES, Result, Settings, register, seed_for, settings_of, shared_start,
+                      timed)
 
 __all__ = ["load_ensemble", "ensemble_stats", "stored_state", "setup_of", "sgd_at",
            "ode_from_store", "size_dim"]
@@ -246,8 +247,8 @@ def sgd_at_read_time(layers: str, mode: str = "full",
     """
     if layers not in ("first", "both"):
         raise ValueError(f"layers must be 'first' or 'both', got {layers!r}")
-    if mode not in ("fast", "full"):
-        raise ValueError(f"mode must be 'fast' or 'full', got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     data = {a: _one_activation(layers, a, mode) for a in activations}
     ok = {a: d for a, d in data.items() if not d["missing"]}
     first = next(iter(ok.values()), {})
@@ -486,8 +487,7 @@ def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0) -
     M, K = spec["M"], spec["M"] + L
     # the chapter's start on purpose (stream "first_layer.start", ReLU's "small" kind): the
     # state from which chapter 2 reads the ReLU ODE
-    state0 = start(K, M, FirstLayerSettings.full("relu").kind, N=10_000,
-                   seed=seed_for(seed, "first_layer.start", K))
+    state0 = shared_start("first_layer.start", K, M, FirstLayerSettings.full("relu").kind, seed)
     times = [0.0, 1e3, 1e4]
     tr = integrate(state0, Setup("relu", eta=spec["eta"], sigma=spec["sigma"]), 1e4,
                    alphas=times)
@@ -575,7 +575,7 @@ def initialisation_contrast(mode: str = "full", seed: int = 0, alpha: float = AL
         setup = Setup(act, eta=s.eta, eta_v=s.eta, sigma=s.sigma)
         for name, kw in starts.items():
             eg[(act, name)] = np.array([float(integrate(
-                start(K, s.M, s.kind, N=10_000, seed=seed_for(seed, "both_layers.start", K), **kw),
+                shared_start("both_layers.start", K, s.M, s.kind, seed, **kw),
                 setup, alpha, alphas=[0.0, alpha]).eg[-1]) for K in Ks[act]])
     return Initialisation(
         settings=per, K=Ks, eg=eg, alpha=alpha, v_star=v_star,

@@ -29,23 +29,20 @@ from __future__ import annotations
 
 from .accuracy import (claimed, ode_variants, perturbed, robust_format, robust_magnitude,
                        spectrum_summary, spread)
-from .both_layers import BothLayers, BothLayersSettings, _denoiser, both_layers
+from .both_layers import BothLayers, BothLayersSettings, both_layers
 from .both_layers import records as both_layers_records
 from .chapter import MODES, REGISTRY, Result, Settings, check_overrides, known_settings, start
-from .chapter import decade_exponent as _decade_exponent
-from .chapter import end_exponent as _end_exponent
+from .convergence import Convergence, ConvergenceSettings, convergence
 from .ensembles import (Initialisation, LongTimes, LongTimesSettings, ReluLateDrift,
                         SgdAtReadTime, initialisation_contrast, long_times, relu_late_drift,
                         sgd_at_read_time)
-from .convergence import Convergence, ConvergenceSettings, convergence
 from .fig1 import Fig1, Fig1Settings, fig1
 from .first_layer import (Collapse, CollapseSettings, FirstLayerCurves, FirstLayerFinal,
-                          FirstLayerSettings, SlowMode, SlowModeSettings, _ansatz, collapse,
+                          FirstLayerSettings, SlowMode, SlowModeSettings, collapse,
                           first_layer_curves, first_layer_final, slow_mode)
-from .fixed_point_maps import (Case, FixedPoints, FixedPointsSettings, _fixed_point_case,
-                               fixed_points)
+from .fixed_point_maps import Case, FixedPoints, FixedPointsSettings, fixed_points
 from .noiseless import Noiseless, NoiselessSettings, noiseless
-from .odes import OdeVsSgd, OdeVsSgdSettings, _plateau, align_units, ode_vs_sgd
+from .odes import OdeVsSgd, OdeVsSgdSettings, align_units, ode_vs_sgd
 from .split import SplitUnits, SplitUnitsSettings, split_units
 
 __all__ = [
@@ -63,5 +60,3 @@ __all__ = [
     "claimed", "robust_format", "robust_magnitude", "spectrum_summary", "perturbed",
     "ode_variants", "spread",
 ]
-_PRIVATE_FOR_TESTS = (_ansatz, _denoiser, _fixed_point_case, _plateau, _decade_exponent,
-                      _end_exponent)

@@ -14,7 +14,7 @@ from ..ode import integrate
 from ..order_parameters import Setup
 from .accuracy import fixed_point_accuracy, ode_variants, perturbed, ratio_accuracy, spread
 from .chapter import (Result, Settings, end_exponent, register, run_sgd, seed_for, settings_of,
-                      start, timed)
+                      shared_start, timed)
 
 ACTIVATIONS = ("erf", "linear", "relu")
 
@@ -79,10 +79,9 @@ def _ansatz(M, L, eta, sigma):
 
 
 def _state0(s, L: int, seed: int):
-    """The chapter's initial state of the student with K = M + L units (stream
-    "first_layer.start", index K; chapter 4 starts from the same states)."""
-    K = s.M + L
-    return start(K, s.M, s.kind, N=10_000, seed=seed_for(seed, "first_layer.start", K))
+    """The chapter's initial state of the student with K = M + L units (:func:`shared_start`,
+    stream "first_layer.start"; chapter 4 starts from the same states)."""
+    return shared_start("first_layer.start", s.M + L, s.M, s.kind, seed)
 
 
 @functools.lru_cache(maxsize=None)
@@ -416,9 +415,8 @@ def slow_mode(settings: SlowModeSettings | str = "full", seed: int = 0,
 
     s = settings_of("slow_mode", settings, overrides=overrides)
     K, M = s.K, s.M
-    # the chapter's start (stream "first_layer.start", index K): the same state as the K-unit
-    # student of the learning curves
-    state0 = start(K, M, s.kind, N=10_000, seed=seed_for(seed, "first_layer.start", K))
+    # the chapter's start: the same state as the K-unit student of the learning curves
+    state0 = _state0(s, K - M, seed)
     setup = Setup("erf", eta=s.eta, sigma=s.sigma)
     alphas = np.concatenate([[0.0], np.geomspace(1e-2, s.alpha_max, 400)])
     tr = integrate(state0, setup, s.alpha_max, alphas=alphas)

@@ -12,7 +12,7 @@ from ..fixed_points import count_soft, count_unstable, zero_tol
 from ..ode import integrate
 from ..order_parameters import Setup, generalisation_error
 from .accuracy import ATOL, PERTURBATION, RTOL, TIGHT, TOL_FACTOR, perturbed, spectrum_summary, spread
-from .chapter import Result, Settings, register, seed_for, settings_of, start, timed
+from .chapter import Result, Settings, register, settings_of, shared_start, timed
 
 __all__ = ["Case", "FixedPointsSettings", "FixedPoints", "fixed_points"]
 
@@ -238,7 +238,7 @@ def _fixed_point_case(case: Case, s: FixedPointsSettings, seed: int, tol_factor:
     setup = Setup(case.activation, eta=case.eta, eta_v=case.eta if case.layers == "both" else 0.0,
                   sigma=s.sigma)
     # on purpose the initial states of chapters 2 (first layer) and 3 (both layers)
-    state0 = start(K, M, case.init, N=10_000, seed=seed_for(seed, case.seed_stream, K))
+    state0 = shared_start(case.seed_stream, K, M, case.init, seed)
     variant = rel > 0
     tr = integrate(perturbed(state0, rel) if variant else state0, setup, case.alpha,
                    alphas=np.array([0.0, case.alpha]), rtol=tol_factor * RTOL,

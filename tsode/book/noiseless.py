@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ode import integrate
 from ..order_parameters import Setup
-from .chapter import Result, Settings, register, seed_for, settings_of, start, timed
+from .chapter import Result, Settings, register, settings_of, shared_start, timed
 from .first_layer import FirstLayerSettings
 
 __all__ = ["noiseless", "NoiselessSettings", "Noiseless", "EG_FLOOR", "EG_CEIL", "EG_ROUNDOFF",
@@ -115,7 +115,7 @@ def noiseless(settings: NoiselessSettings | str = "full", seed: int = 0,
         K = s.M + L
         # the chapter's start on purpose (stream "first_layer.start"): the same students as
         # the learning curves, only without label noise
-        state0 = start(K, s.M, s.kind, N=10_000, seed=seed_for(seed, "first_layer.start", K))
+        state0 = shared_start("first_layer.start", K, s.M, s.kind, seed)
         traj0[L] = integrate(state0, Setup("erf", eta=s.eta, sigma=0.0), s.alpha_max,
                              alphas=alphas)
         traj[L] = integrate(state0, Setup("erf", eta=s.eta, sigma=s.sigma), 1e4,

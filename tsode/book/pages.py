@@ -49,11 +49,9 @@ def _settings_rows(name: str) -> list[tuple[str, str, str]]:
     from .chapter import REGISTRY
 
     cls = REGISTRY[name]
-    parts = list(cls.PARTS) or [None]
-    of = {p: (cls.of("fast", p).as_dict(), cls.of("full", p).as_dict()) for p in parts}
     rows = []
-    for part in parts:
-        fast, full = of[part]
+    for part in list(cls.PARTS) or [None]:
+        fast, full = cls.of("fast", part).as_dict(), cls.of("full", part).as_dict()
         where = name if part is None else f"{name} ({part})"
         same = ", ".join(f"{k} = {_fmt(v)}" for k, v in full.items() if fast.get(k) == v)
         if same:

@@ -266,13 +266,13 @@ def _check_alphas(value):
     """The spec's output times: None, or a TOML list checked by :func:`tsode._common.check_times`."""
     if value is None:
         return None
+    message = f"alphas must be a non-empty increasing list of times >= 0, got {value!r}"
+    if not isinstance(value, list):
+        raise SpecError(message)
     try:
-        if not isinstance(value, list):
-            raise ValueError
         return [float(x) for x in check_times(value)]
     except ValueError:
-        raise SpecError(f"alphas must be a non-empty increasing list of times >= 0, "
-                        f"got {value!r}") from None
+        raise SpecError(message) from None
 
 
 def load_spec(spec) -> Spec:
