@@ -191,15 +191,15 @@ def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overw
     from .spec import check_memory_ceiling
 
     t0 = time.perf_counter()
-    commit = store.git_commit()  # the code that runs, even if HEAD moves meanwhile
     spec = load_spec(spec)
     local = executor is None
     check_memory_ceiling(spec, (workers or _cpus()) if local else 1, max_memory,
                          driver_only=not local)
     if output is None:
         return _sweep(spec, store.MemoryStore(), executor, workers, progress, on_task, t0,
-                      commit)
+                      store.git_commit())
     with store.OutputLock(output):
+        commit = store.git_commit()  # the code that runs, even if HEAD moves meanwhile
         results = store.PartStore(output, spec)
         if resume and not overwrite and results.output.is_file() and not results.dir.exists():
             ds = store.read_output(results.output)
