@@ -417,3 +417,78 @@ def test_ctrl_c_exits_within_2s_keeping_every_finished_task(slow, tmp_path):
               timeout=300)
     assert res.returncode == 0, res.stderr
     assert_same(read_netcdf(out), ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate and integrate: progress off a terminal
+# ---------------------------------------------------------------------------------------------
+
+def test_progress_log_writes_a_line_every_few_seconds():
+    import io
+
+    from tsode._common import ProgressLog
+
+    now = [0.0]
+    out = io.StringIO()
+    log = ProgressLog("job", 1000, unit="steps", every=10, stream=out, clock=lambda: now[0])
+    for t, n in [(4, 100), (9, 100), (12, 50), (15, 100), (30, 0)]:
+        now[0] = t
+        log.update(n)
+    # lines at t = 12 (250 of 1000 done: 36 s left at 12 s per quarter) and t = 30 (350)
+    assert out.getvalue().splitlines() == [
+        "job: 25.0% (250 of 1e+03 steps), 12 s elapsed, about 36 s left",
+        "job: 35.0% (350 of 1e+03 steps), 30 s elapsed, about 56 s left",
+    ]
+
+
+def test_log_progress_only_off_a_terminal_and_outside_notebooks(monkeypatch):
+    from tsode._common import log_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert log_progress(None) and not log_progress(False) and not log_progress(True)
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    assert not log_progress(None)
+
+
+@pytest.mark.parametrize("call, first", [
+    ("tsode.simulate(s, setup, N=10**9, alpha_max=100.0, engine='reduced')",
+     r"simulate \(reduced, N=1000000000\): \d+\.\d% \(\S+ of 1e\+11 run-steps\), "
+     r"\d+ s elapsed, about \d+ s left"),
+    ("tsode.integrate(s, setup, 1e5, rtol=1e-12, atol=1e-14)",
+     r"integrate \(K=3, M=2\): \d+\.\d% \(\S+ of 1e\+05 of alpha\), \d+ s elapsed, "
+     r"about \d+ s left"),
+])
+def test_long_runs_report_progress_off_a_terminal(call, first):
+    """A run of 1e11 steps or a long integration writes progress lines on a non-terminal
+    stderr; the process is stopped after the first line."""
+    import re
+
+    code = ("import tsode, tsode._common as c; c.PROGRESS_EVERY = 0.5\n"
+            "s = tsode.initial_state(3, 2, 'random', N=100, seed=0)\n"
+            "setup = tsode.Setup('erf', eta=0.5)\n" + call)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    try:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        assert sel.select(timeout=120), "no progress line within 120 s"
+        line = proc.stderr.readline().strip()
+    finally:
+        _kill(proc)
+    assert re.fullmatch(first, line), line
+
+
+def test_simulation_of_1e17_steps_is_refused_up_front():
+    """The issue's simulate(N=10**15, engine="reduced") (alpha_max = 100: 1e17 steps) started
+    and never returned; its plan of kernel calls alone (~120 bytes per 1.6e5 steps at K + M = 4)
+    needs ~75 TB: refused at once, naming the step count."""
+    s = tsode.initial_state(2, 2, "informed")
+    t0 = time.perf_counter()
+    with pytest.raises(MemoryError, match=r"engine='reduced', N=1000000000000000.* of 1e\+17 "
+                                          r"steps per run needs about .*fewer steps"):
+        tsode.simulate(s, tsode.Setup("erf", eta=0.5), N=10**15, alpha_max=100.0,
+                       engine="reduced")
+    assert time.perf_counter() - t0 < 5

@@ -261,22 +261,28 @@ def format_bytes(n_bytes: float) -> str:
     return f"{n_bytes:.3g} B"
 
 
+#: Seconds between two :class:`ProgressLog` lines.
+PROGRESS_EVERY = 10.0
+
+
 class ProgressLog:
     """A tqdm-like ``update(n)`` / ``close()`` that writes one line to stderr every
-    ``every`` seconds (the first after ``every`` seconds): progress of a long computation when
-    stderr is not a terminal (logs of batch jobs), where a bar would be noise.
+    ``every`` seconds (default ``PROGRESS_EVERY``; the first after that long): progress of a
+    long computation when stderr is not a terminal (logs of batch jobs), where a bar would be
+    noise.
 
     Lines read ``<what>: 12.3% (1.2e+09 of 1e+10 steps), 30 s elapsed, about 214 s left``.
     """
 
-    def __init__(self, what: str, total: float, unit: str = "steps", every: float = 10.0,
-                 stream=None):
+    def __init__(self, what: str, total: float, unit: str = "steps", every: float | None = None,
+                 stream=None, clock=None):
         import sys
         import time
 
-        self.what, self.total, self.unit, self.every = what, float(total), unit, every
+        self.what, self.total, self.unit = what, float(total), unit
+        self.every = PROGRESS_EVERY if every is None else every
         self.stream = sys.stderr if stream is None else stream
-        self._clock = time.monotonic
+        self._clock = time.monotonic if clock is None else clock
         self.t0 = self.last = self._clock()
         self.n = 0.0
 
