@@ -335,8 +335,16 @@ def test_cli_errors_are_one_line(tmp_path):
     huge = tmp_path / "huge.toml"
     huge.write_text(GOOD.replace("alpha_max = 1.0", "engine = 'full'\nN = 1000000000000\n"
                                  "alpha_max = 1.0"))
+    steps = tmp_path / "steps.toml"
+    steps.write_text(GOOD.replace("alpha_max = 1.0", "engine = 'reduced'\nN = " + "1" + "0" * 20
+                                  + "\nalpha_max = 1.0"))
+    (tmp_path / "locked.nc.lock").mkdir()
+    (tmp_path / "p.nc.parts").write_text("x")
     cases = [
         (["sweep", bad_bytes, "-o", tmp_path / "a.nc"], ["not valid TOML"]),
+        (["sweep", steps, "-o", tmp_path / "a.nc"], ["1e+20 SGD steps", "at most 2^62"]),
+        (["sweep", good, "-o", tmp_path / "locked.nc"], ["locked.nc.lock: Is a directory"]),
+        (["sweep", good, "-o", tmp_path / "p.nc"], ["p.nc.parts is not a directory"]),
         (["sweep", tmp_path, "-o", tmp_path / "a.nc"], ["Is a directory"]),
         (["sweep", tmp_path / "missing.toml", "-o", tmp_path / "a.nc"], ["No such file"]),
         (["sweep", good, "-o", tmp_path], ["is a directory"]),
@@ -349,6 +357,7 @@ def test_cli_errors_are_one_line(tmp_path):
     ]
     for args, fragments in cases:
         assert_one_line_error(cli(*args), *fragments)
+    assert not (tmp_path / "b.nc.parts").exists()  # the address is checked first
     res = cli("sweep", "--dry-run", huge)  # N = 1e12: estimated, not computed
     assert res.returncode == 0 and "refused as it stands" in res.stdout, res.stderr
 
@@ -492,3 +501,10 @@ def test_simulation_of_1e17_steps_is_refused_up_front():
         tsode.simulate(s, tsode.Setup("erf", eta=0.5), N=10**15, alpha_max=100.0,
                        engine="reduced")
     assert time.perf_counter() - t0 < 5
+
+
+def test_step_counts_beyond_int64_are_refused():
+    s = tsode.initial_state(2, 2, "informed")
+    with pytest.raises(ValueError, match=r"alpha_max \* N = 1e\+20 steps: at most 2\^62"):
+        tsode.simulate(s, tsode.Setup("erf", eta=0.5), N=10**20, alpha_max=1.0,
+                       engine="reduced")

@@ -338,6 +338,9 @@ def _check_simulate_args(state0, setup, N, alpha_max, engine, seed, n_runs, alph
             f"weight_decay must be < N (each step multiplies the weights by 1 - kappa/N), got "
             f"weight_decay={setup.weight_decay}, N={N}"
         )
+    if check_number(alpha_max, "alpha_max", strict=True) * N >= 2.0**62:
+        raise ValueError(f"alpha_max * N = {alpha_max * N:.3g} steps: at most 2^62 steps can be "
+                         f"counted (alpha_max = {alpha_max}, N = {N})")
     steps = record_steps(N, alpha_max, alphas)
     F = _gram_factor(np.array(state0.covariance, dtype=float))
     if F.shape[1] > N:

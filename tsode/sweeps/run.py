@@ -57,10 +57,9 @@ def _resolve_executor(executor, workers):
         f"distributed.Client or a scheduler address, got {type(executor).__name__}")
 
 
-def _connect(address: str):
-    """(executor, client, description) of the Dask scheduler at ``address``; ExecutorError
-    when the address is malformed or nothing answers within ``CONNECT_TIMEOUT``."""
-    from distributed import Client
+def _check_address(address: str) -> None:
+    """ExecutorError unless ``address`` reads PROTOCOL://HOST:PORT (checked before the
+    output is touched)."""
     from distributed.comm import parse_address
 
     try:
@@ -70,6 +69,14 @@ def _connect(address: str):
             raise ValueError("expected tcp://HOST:PORT")
     except (ValueError, TypeError) as e:
         raise ExecutorError(f"malformed scheduler address {address!r}: {e}") from None
+
+
+def _connect(address: str):
+    """(executor, client, description) of the Dask scheduler at ``address``; ExecutorError
+    when the address is malformed or nothing answers within ``CONNECT_TIMEOUT``."""
+    from distributed import Client
+
+    _check_address(address)
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as e:
@@ -192,6 +199,8 @@ def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overw
 
     t0 = time.perf_counter()
     spec = load_spec(spec)
+    if isinstance(executor, str):
+        _check_address(executor)
     local = executor is None
     check_memory_ceiling(spec, (workers or _cpus()) if local else 1, max_memory,
                          driver_only=not local)

@@ -352,6 +352,9 @@ def _check_tasks(spec: Spec) -> None:
         if c["weight_decay"] >= c["N"]:
             raise SpecError(f"weight_decay = {c['weight_decay']} must be < N = {c['N']}")
         alphas = grid[grid <= spec._last_alpha(c["alpha_max"])]
+        if alphas[-1] * c["N"] >= 2.0**62:
+            raise SpecError(f"alpha_max x N = {alphas[-1] * c['N']:.3g} SGD steps (alpha_max = "
+                            f"{c['alpha_max']}, N = {c['N']}): at most 2^62 steps can be counted")
         try:
             record_steps(c["N"], alphas[-1], alphas)
         except ValueError as e:
