@@ -449,6 +449,11 @@ def integrate(
     DivergenceError if the overlaps blow up or become non-finite, naming the parameter whose
     term dominates the drift (eta, eta_v, sigma, weight_decay). StallError when the solver
     exceeds max_nfev or stops advancing (a too large learning rate, a too small alpha_max).
+    MemoryError, before any work, when the integrals, Jacobian and outputs would exceed 80 % of
+    the memory available (:func:`tsode._common.ode_memory`).
+
+    When stderr is not a terminal (batch logs; not in a notebook) a line every 10 s reports the
+    time reached.
     """
     alpha_max, alphas, rtol, atol, max_norm, max_nfev = _check_integrate_args(
         state0, setup, alpha_max, alphas, rtol, atol, max_norm, max_nfev)

@@ -252,7 +252,9 @@ def simulate(
         Output times in [0, alpha_max], rounded to integer step counts round(α N) (they must stay
         distinct). Default: ``tsode.ode.default_alphas(alpha_max)`` (0 and 200 log-spaced times)
         rounded to step counts, duplicates removed. The runs stop at the last output time.
-    progress : bool or None, tqdm bar; None: only when stderr is a terminal, after 2 s.
+    progress : bool or None, tqdm bar; None: a bar when stderr is a terminal (after 2 s),
+        otherwise (batch logs, not in a notebook) a line every 10 s with the run-steps done
+        and the time left.
     workers : int >= 1, threads running runs in parallel; default min(n_runs, CPUs).
     test_set : int >= 0
         Full engine only: if > 0, also estimate ε_g on a fixed test set of that many Gaussian
@@ -273,7 +275,9 @@ def simulate(
     Raises
     ------
     TypeError if state0/setup have the wrong type; ValueError on bad parameters (naming the
-    parameter and its allowed range); MemoryError when the full engine's weights would not fit;
+    parameter and its allowed range; also alpha_max N >= 2^62 steps); MemoryError when the
+    estimated memory (full engine's weights, recorded overlaps, the plan of kernel calls, which
+    grows with the number of steps) exceeds 80 % of the memory available;
     DivergenceError (:mod:`tsode.ode`) if a run blows up, naming the run and α — never NaNs.
 
     Examples

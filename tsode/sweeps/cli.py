@@ -1,5 +1,7 @@
-"""``tsode sweep SPEC.toml -o OUT [--scheduler ADDRESS | --workers N] [--resume]`` and
-``tsode sweep --dry-run SPEC.toml`` (task list and estimated cost)."""
+"""``tsode sweep SPEC.toml -o OUT [--scheduler ADDRESS | --workers N] [--resume] [--overwrite]
+[--max-memory GB]`` and ``tsode sweep --dry-run SPEC.toml`` (task list and estimated cost:
+run-steps and memory from the settings alone, nothing computed). Exit codes: 0 done, 2 a
+one-line error (spec, paths, lock, scheduler, memory), 130 interrupted."""
 
 from __future__ import annotations
 
