@@ -7,19 +7,17 @@ point, with PYTHONPATH at this checkout) in subprocesses with bounded waits.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tsode
-from test_sweep import ENV, SLOW, assert_same
+from test_sweep import ENV, SLOW, _wait_for, assert_same
 from tsode.sweeps import SpecError, load_spec
 from tsode.sweeps.spec import estimate, task_cost
 from tsode.sweeps.store import (OutputLock, OutputLocked, PartStore, SpecMismatch, StoreError,
@@ -58,14 +56,6 @@ def slow(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ode_clean():
     return tsode.sweep(ODE4, executor=ThreadPoolExecutor(1))
-
-
-def _wait_for(predicate, timeout, what):
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _children_cpu() -> float:
@@ -508,3 +498,24 @@ def test_step_counts_beyond_int64_are_refused():
     with pytest.raises(ValueError, match=r"alpha_max \* N = 1e\+20 steps: at most 2\^62"):
         tsode.simulate(s, tsode.Setup("erf", eta=0.5), N=10**20, alpha_max=1.0,
                        engine="reduced")
+
+
+def test_a_nan_result_without_error_is_stored_with_one(tmp_path, monkeypatch):
+    """Should an engine ever return NaN without raising, the task is stored with an error
+    naming the variables (never a NaN task with error = '')."""
+    from tsode.sweeps import tasks
+
+    real = tasks.run_task
+
+    def nan_eg(payload):
+        out = real(payload)
+        if payload["settings"]["eta"] == 0.3 and payload["settings"]["K"] == 2:
+            out["eg"] = np.full_like(out["eg"], np.nan)
+        return out
+
+    monkeypatch.setattr("tsode.sweeps.run.run_task", nan_eg)
+    for out in (None, tmp_path / "o.nc"):
+        ds = tsode.sweep(ODE4, ThreadPoolExecutor(1), out)
+        errors = ds.error.values
+        assert errors[0, 1] == "non-finite values in ['eg'] without an error", errors
+        assert (errors.ravel()[[0, 2, 3]] == "").all()

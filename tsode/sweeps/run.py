@@ -220,19 +220,13 @@ def sweep(spec, executor=None, output=None, *, workers=None, resume=False, overw
 
 def _pending(tasks, results, swept) -> list:
     """Tasks without a valid stored result; an invalid part is reported (and recomputed)."""
-    from . import store
-
-    pending, rejected = [], []
+    pending = []
     for t in tasks:
-        if isinstance(results, store.PartStore):
-            why = results.check(t)
-            if why not in (None, "missing"):
-                rejected.append(t)
-                print(f"sweep: part {results.path(t)} (task {_describe(t, swept)}) is invalid: {why}; "
-                      "recomputing it", file=sys.stderr)
-            if why is not None:
-                pending.append(t)
-        elif not results.done(t):
+        why = results.check(t)
+        if why not in (None, "missing"):
+            print(f"sweep: part {results.path(t)} (task {_describe(t, swept)}) is invalid: "
+                  f"{why}; recomputing it", file=sys.stderr)
+        if why is not None:
             pending.append(t)
     done = len(tasks) - len(pending)
     if done:

@@ -379,6 +379,9 @@ class MemoryStore:
     def __init__(self):
         self.results = {}
 
+    def check(self, task) -> str | None:
+        return None if task.key in self.results else "missing"
+
     def done(self, task) -> bool:
         return task.key in self.results
 
@@ -393,9 +396,16 @@ class MemoryStore:
 
 
 def _with_seeds(task, result: dict) -> dict:
+    """The result's arrays plus the task's seeds; a result with non-finite values but no error
+    (which the engines never return: they raise) gets an error naming the variables, so that
+    no stored task is NaN without an error."""
     arrays = {k: np.asarray(v) for k, v in result.items()}
     init_seed, sim_seed = task.seeds()
     arrays.update(init_seed=np.int64(init_seed), sim_seed=np.int64(sim_seed))
+    if str(arrays.get("error", "")) == "":
+        bad = [k for k in _FINITE if k in arrays and not np.isfinite(arrays[k]).all()]
+        if bad:
+            arrays["error"] = np.asarray(f"non-finite values in {bad} without an error")
     return arrays
 
 
