@@ -142,13 +142,13 @@ def _values(records: list[dict], key: str) -> list:
     return out
 
 
-def _setting(records: list[dict], varying: set) -> str:
+def _setting(records: list[dict], varying: set, kinds: bool = False) -> str:
+    """The activation and layers the records share (``kinds``: they differ, name neither); the
+    other settings are in the chapter and the CSV."""
     r = records[0]
-    parts = [r["activation"]] if r.get("activation") else []
-    if r.get("layers"):
+    parts = [r["activation"]] if r.get("activation") and not kinds else []
+    if r.get("layers") and not kinds:
         parts.append(f"{r['layers']} layer" + ("s" if r["layers"] == "both" else ""))
-    parts += [f"{k} = {_plain(_values(records, k)[0])}" for k in ("M", "K", "eta", "sigma",
-              "alpha", "N") if _values(records, k) and k not in varying]
     return ", ".join(parts)
 
 
@@ -162,30 +162,69 @@ def _plain(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+def _activation_suffix(claim: str, r: dict) -> tuple[str, str | None]:
+    """``"state reached: erf, both layers"`` -> (``"state reached"``, ``"erf, both"``) when the
+    suffix names the record's own activation and layers; else (claim, None)."""
+    m = re.search(r":\s*(\w+),\s*(first|both) layers?\s*$", claim)
+    if m and m[1] == r.get("activation") and m[2] == r.get("layers"):
+        return claim[:m.start()], f"{m[1]}, {m[2]}"
+    return claim, None
+
+
+def _quantity_token(quantities: list[str]) -> tuple[str, list[str]] | None:
+    """Quantities differing by one symbol before ``_`` (``sup|Q_SGD - Q_ODE|``,
+    ``sup|R_SGD - R_ODE|``): (the quantity with ``X`` for the symbol, the symbols); else None."""
+    first = quantities[0]
+    i = next((k for k, (a, b) in enumerate(zip(first, quantities[1])) if a != b), None)
+    if i is None:
+        return None
+    while i > 0 and first[i - 1].isalpha():
+        i -= 1
+    symbols, common = [], set()
+    for q in quantities:
+        m = re.match(r"[A-Za-z]+(?=_)", q[i:])
+        if not m:
+            return None
+        symbols.append(m[0])
+        common.add(re.sub(rf"(?<![A-Za-z]){m[0]}(?=_)", "X", q))
+    return (common.pop(), symbols) if len(common) == 1 else None
+
+
 def groups(records: list[dict]) -> list[Row]:
-    """Records grouped into :class:`Row` s, in the order of their first record."""
+    """Records grouped into :class:`Row` s, in the order of their first record: one row per
+    chapter, claim and kind (activation and layers, unless the claim names them itself)."""
     keyed: dict = {}
     for r in records:
         claim, claim_label = _split_label(r.get("claim") or r["id"])
+        claim, kind = _activation_suffix(claim, r)
         quantity, q_label = _split_label(r.get("quantity") or "")
-        key = (r["chapter"], claim, r.get("activation"), r.get("layers"))
-        keyed.setdefault(key, []).append((claim_label or q_label, quantity, r))
+        key = (r["chapter"], claim) + ((None, None) if kind else (r.get("activation"),
+                                                                r.get("layers")))
+        label = ", ".join(x for x in (kind, claim_label or q_label) if x) or None
+        keyed.setdefault(key, []).append((label, quantity, r))
     rows = []
     for (chapter, claim, _, _), items in keyed.items():
         recs = [r for _, _, r in items]
         varying = {k for k in _VARYING if len(_values(recs, k)) > 1}
-        if len({q for _, q, _ in items}) > 1:  # the quantity tells the records apart
-            items = [(q if label is None else f"{q}, {label}", "", r) for label, q, r in items]
+        quantity = items[0][1]
+        quantities = [q for _, q, _ in items]
+        if len(set(quantities)) > 1:  # the quantity tells the records apart
+            token = _quantity_token(quantities)
+            quantity = token[0] if token else ""
+            names = [f"X = {t}" for t in token[1]] if token else quantities
+            items = [(n if label is None else f"{n}, {label}", "", r)
+                     for n, (label, _, r) in zip(names, items)]
         entries = []
         for label, _, r in items:
             extra = [f"{k} = {_plain(r[k])}" for k in sorted(varying - {"K"})
                      if r.get(k) is not None and not (label or "").startswith(k)]
             if "K" in varying and not label:
                 extra.insert(0, f"K = {r['K']}")
-            text = ", ".join(([label] if label else []) + extra) or None
-            entries.append((text, r))
-        rows.append(Row(chapter, claim, items[0][1], _setting(recs, varying | {"K"} if any(
-            e[0] and e[0].startswith(("K", "L")) for e in entries) else varying), tuple(entries)))
+            entries.append((", ".join(([label] if label else []) + extra) or None, r))
+        by_size = any(e[0] and e[0].startswith(("K", "L")) for e in entries)
+        kinds = len({(r.get("activation"), r.get("layers")) for r in recs}) > 1
+        setting = _setting(recs, (varying | {"K"}) if by_size else varying, kinds)
+        rows.append(Row(chapter, claim, quantity, setting, tuple(entries)))
     return rows
 
 
@@ -274,39 +313,68 @@ def _concise(x: float, se: float, e: int) -> str:
     return f"{m:.{d}f}({round(s * 10**d):d})"
 
 
-def format_values(values: list[float], stderrs: list | None = None) -> str:
-    r"""A list of values as one maths expression with a common power of ten where that reads
-    better: ``$(1.92, 3.69)\times10^{-4}$``; values with a standard error in concise notation
-    (``1.924(19)`` means 1.924 ± 0.019)."""
+def format_values(values: list[float], stderrs: list | None = None, sep: str = ", ") -> str:
+    r"""A list of values as maths, one span per value (so a table cell can wrap between them),
+    with a common power of ten where that reads better: ``$1.92$, $3.69$ ($	imes10^{-4}$)``;
+    values with a standard error in concise notation (``1.924(19)`` means 1.924 ± 0.019)."""
     stderrs = list(stderrs) if stderrs is not None else [None] * len(values)
     finite = [abs(v) for v in values if isinstance(v, (int, float)) and v and math.isfinite(v)]
     if not finite:
-        return "$" + ", ".join(f"{v:g}" for v in values) + "$"
+        return sep.join(f"${v:g}$" for v in values)
     e = math.floor(math.log10(max(finite)))
     if -2 <= e <= 2 and min(finite) >= 1e-2:
         e = 0
     parts = [_concise(v, s, e) if isinstance(s, (int, float)) else _mantissa(v, e)
              for v, s in zip(values, stderrs)]
-    body = ", ".join(parts)
     if e == 0:
-        return f"${body}$"
-    return f"$({body})\\times10^{{{e}}}$" if len(parts) > 1 else f"${body}\\times10^{{{e}}}$"
+        return sep.join(f"${p}$" for p in parts)
+    if len(parts) == 1:
+        return f"${parts[0]}\\times10^{{{e}}}$"
+    return sep.join(f"${p}$" for p in parts) + f" ($\\times10^{{{e}}}$)"
+
+
+#: Lists longer than this are shown by their first and last value (all are in the CSV).
+SHOW = 3
 
 
 def _labelled(entries: list) -> str:
-    """Values of entries [(label, record)] of one method: ``$L = 0, 1$: $(1.9, 3.7)\\times...$``."""
+    """Values of entries [(label, record)] of one method, compactly: ``$L = 0, 1$: $1.9$,
+    $3.7$ ($\\times10^{-4}$)``; more than :data:`SHOW` values of one label by the ends of the
+    list (``$L = 0$ … $4$``), of several labels by their range."""
     labels = [lab for lab, _ in entries]
     values = [r["value"] for _, r in entries]
     errs = [r.get("stderr") for _, r in entries]
     keys = {lab.split("=")[0].strip() for lab in labels if lab} if all(labels) else set()
-    if len(keys) == 1 and all(lab.count("=") == 1 for lab in labels) and len(entries) > 1:
-        k = keys.pop()
-        vals = ", ".join(lab.split("=")[1].strip() for lab in labels)
-        return f"{as_math(k + ' = X').replace('X', vals)}: {format_values(values, errs)}"
     if len(entries) == 1:
         return (f"{as_math(labels[0])}: " if labels[0] else "") + format_values(values, errs)
+    if len(keys) == 1 and all(lab.count("=") == 1 for lab in labels):
+        k = keys.pop()
+        vals = [lab.split("=")[1].strip() for lab in labels]
+        if len(entries) > SHOW:
+            ends = [0, len(entries) - 1]
+            return (f"${_symbol(k)} = {_tex_label(vals[0])}$ … ${_tex_label(vals[-1])}$: "
+                    + format_values([values[i] for i in ends], [errs[i] for i in ends],
+                                    sep=" … "))
+        return (f"${_symbol(k)} = {', '.join(_tex_label(v) for v in vals)}$: "
+                + format_values(values, errs))
+    if len(entries) > SHOW:
+        lo, hi = min(range(len(values)), key=values.__getitem__), max(
+            range(len(values)), key=values.__getitem__)
+        return (f"{len(entries)} settings: " + format_values(
+            [values[lo], values[hi]], [errs[lo], errs[hi]], sep=" … "))
     return "; ".join((f"{as_math(lab)}: " if lab else "") + format_values([v], [s])
                      for lab, v, s in zip(labels, values, errs))
+
+
+_SYMBOLS = {"eg": r"\epsilon_g", "alpha": r"\alpha", "eta": r"\eta", "sigma": r"\sigma"}
+
+
+def _symbol(name: str) -> str:
+    return _SYMBOLS.get(name, name)
+
+
+def _tex_label(value: str) -> str:
+    return _SYMBOLS.get(value, value)
 
 
 def _by_method(row: Row) -> dict:
@@ -398,7 +466,7 @@ def _cell(text: str) -> str:
 
 def chapter_table(rows: list[Row]) -> str:
     """A MyST list-table: claim (with its setting), reference, ours, agreement."""
-    lines = ["```{list-table}", ":header-rows: 1", ":widths: 30 25 28 17",
+    lines = ["```{list-table}", ":header-rows: 1", ":widths: 28 24 32 16",
              ":class: tsode-overview", "",
              "* - claim", "  - reference", "  - ours", "  - agreement"]
     for row in rows:
@@ -434,8 +502,8 @@ def mixed_note(runs: list[ChapterRun]) -> str:
 
 def overview_markdown(runs: list[ChapterRun], records: dict, downloads: tuple[str, str] | None
                       = None) -> str:
-    """The overview in MyST markdown: the mixed-mode note, then per chapter a heading linking
-    to the chapter, its mode and overrides and its table; ``records`` maps a chapter number to
+    """The overview in MyST markdown: the mixed-mode note, then per chapter a line linking to
+    the chapter with its mode and overrides, and its table; ``records`` maps a chapter number to
     its records; ``downloads`` the (CSV, JSON) paths of the full record list."""
     out = [mixed_note(runs)] if mixed_note(runs) else []
     if downloads:
@@ -445,7 +513,7 @@ def overview_markdown(runs: list[ChapterRun], records: dict, downloads: tuple[st
                    f"{{download}}`CSV <{csv_path}>`, {{download}}`JSON <{json_path}>`.")
     for run in runs:
         recs = records.get(run.number, [])
-        out.append(f"### [{run.title}]({run.stem}.ipynb)\n\n*{run.label}*")
+        out.append(f"**[{run.title}]({run.stem}.ipynb)** — *{run.label}*")
         out.append(chapter_table(groups(recs)) if recs else
                    "*No reproduced numbers recorded for this chapter.*")
     return "\n\n".join(out)
