@@ -459,10 +459,12 @@ def jupyter_book_command() -> list[str]:
             "sys.exit(main())"]
 
 
-def build(path_output: str | None = None, builder: str = "html", committed: bool = False) -> int:
-    """``jupyter-book build --all -W --keep-going`` of the staged book (see :func:`stage`)."""
+def build(path_output: str | None = None, builder: str = "html", committed: bool = False,
+          executed: str | None = None) -> int:
+    """``jupyter-book build --all -W --keep-going`` of the staged book (see :func:`stage`;
+    ``executed``: the folder of executed notebooks, default ``_build/notebooks``)."""
     out = Path(path_output).resolve() if path_output else ROOT
-    src = stage(committed, dest=out / "_build" / "src")
+    src = stage(committed, executed=executed, dest=out / "_build" / "src")
     cmd = jupyter_book_command() + ["build", str(src), "--all", "-W", "--keep-going",
                                     "--builder", builder, "--path-output", str(out)]
     print("$ jupyter-book", " ".join(cmd[3:]), flush=True)
