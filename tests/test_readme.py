@@ -66,3 +66,47 @@ def test_sweep_example_guards_the_process_pool():
     sweep = next(code for code in RUN if "tsode.sweep(" in code)
     guard = sweep.index('if __name__ == "__main__":')
     assert sweep.index("tsode.sweep(") > guard
+
+
+def _run_with_a_terminal(code: str, env: dict, cwd: Path) -> str:
+    """Run ``code`` with stderr on a pseudo-terminal (as in a shell); returns what it wrote."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=slave,
+                            stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=TIME_BOUND)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-2000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_first_compilation_says_so_once_and_a_cached_run_is_silent(tmp_path):
+    """The first run on a machine prints one line while numba compiles the kernels; the next
+    run loads them from numba's cache and prints nothing (fresh NUMBA_CACHE_DIR)."""
+    from tsode._compile_notice import MESSAGE
+
+    code = ("import tsode\n"
+            "s = tsode.initial_state(K=2, M=2, kind='random', N=100, seed=0)\n"
+            "tsode.simulate(s, tsode.Setup(activation='erf', eta=0.5), N=100, alpha_max=0.5,"
+            " engine='reduced', seed=0)\nprint('done')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = _run_with_a_terminal(code, env, tmp_path)
+    assert first.count(MESSAGE) == 1 and "done" in first, first
+    second = _run_with_a_terminal(code, env, tmp_path)
+    assert MESSAGE not in second and "done" in second, second
+    # no terminal (a notebook kernel, a pipe): no line, as stderr output fails a chapter run
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=TIME_BOUND,
+                          env={**env, "NUMBA_CACHE_DIR": str(tmp_path / "cache2")})
+    assert proc.returncode == 0 and MESSAGE not in proc.stderr
