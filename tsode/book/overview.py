@@ -28,8 +28,9 @@ from pathlib import Path
 
 from .pages import SUMMARY_KEYS
 
-__all__ = ["ChapterRun", "chapter_run", "Row", "groups", "as_math", "format_values",
-           "agreement", "overview_markdown", "records_csv", "RECORD_COLUMNS", "AGREE_SE",
+__all__ = ["ChapterRun", "chapter_run", "Row", "groups", "as_math", "tex_number",
+           "format_values", "ours", "reference", "agreement", "chapter_table", "mixed_note",
+           "overview_markdown", "flat_records", "records_csv", "RECORD_COLUMNS", "AGREE_SE",
            "AGREE_REL", "INTRO_MARKER"]
 
 #: The line of book/intro.md that the overview replaces.
@@ -41,7 +42,7 @@ AGREE_SE = 2.0
 #: hold 4 significant digits, so 0.1 % is "the same to the digits recorded").
 AGREE_REL = 1e-3
 #: Columns of the CSV/JSON record list: the summary.json keys, then the chapter's run.
-RECORD_COLUMNS = SUMMARY_KEYS + ("mode", "overrides", "notebook")
+RECORD_COLUMNS = SUMMARY_KEYS + ("mode", "overrides", "origin")
 #: Readable names of the record methods.
 METHODS = {"ode": "ODE", "sgd_reduced": "SGD", "sgd_full": "SGD", "sgd": "SGD",
            "fixed_point": "fixed point", "sde": "SDE"}
@@ -525,7 +526,7 @@ def flat_records(runs: list[ChapterRun], records: dict) -> list[dict]:
     for run in runs:
         for r in records.get(run.number, []):
             out.append({**{k: r.get(k) for k in SUMMARY_KEYS}, "mode": run.mode,
-                        "overrides": dict(run.overrides), "notebook": run.origin})
+                        "overrides": dict(run.overrides), "origin": run.origin})
     return out
 
 
