@@ -27,7 +27,11 @@ runner passes on in the ``overrides`` parameter; the mode is ``--mode``, never `
 Only ``--in-place`` (maintainers: full mode, no parameters) rewrites the committed notebooks.
 ``build`` renders ``_build/html`` from a staged copy of the book in ``_build/src`` that uses the
 executed notebooks of ``_build/notebooks`` where they exist (``--committed``: the committed ones);
-the tracked files are never modified.
+the tracked files are never modified. The intro's overview of reproduced results
+(:mod:`tsode.book.overview`) takes each chapter's records from the run of the notebook that is
+rendered (``run`` installs a chapter's records beside its notebook, replacing only that
+chapter's), so a partial re-run keeps the other chapters and is labelled as such. Without a
+``repository.url`` in _config.yml the repository buttons are hidden.
 """
 
 from __future__ import annotations
