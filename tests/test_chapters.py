@@ -171,8 +171,9 @@ def fig1():
 
 
 def _fig1_tstats(res, eta_factor=1.0):
-    """|t| of the reduced runs' mean eg against the ODE (at eta_factor * eta) at every output time
-    up to the plateau of the K = M student, for every K, and the Bonferroni 1 % critical value."""
+    """|t| of each start's reduced-run mean eg against the ODE from that start (at eta_factor *
+    eta) at every output time up to the plateau of the K = M student, for every K and start,
+    and the Bonferroni 1 % critical value (over the times of one start)."""
     import dataclasses
 
     from tsode import integrate
@@ -180,13 +181,15 @@ def _fig1_tstats(res, eta_factor=1.0):
     out = []
     for K, c in res.cases.items():
         setup = dataclasses.replace(c["setup"], eta=eta_factor * c["setup"].eta)
-        tr = c["runs"]
-        ode = integrate(c["state0"], setup, tr.alpha[-1], alphas=tr.alpha)
-        eg = np.atleast_2d(tr.eg)
-        keep = (tr.alpha > 0) & (tr.alpha <= res.plateau_alpha)
-        se = eg.std(axis=0, ddof=1) / np.sqrt(eg.shape[0])
-        t = np.abs(eg.mean(axis=0) - ode.eg)[keep] / se[keep]
-        out.append((t, stats.t.ppf(1 - 0.005 / (2 * keep.sum()), df=eg.shape[0] - 1)))
+        for st in c["starts"]:
+            tr = st["runs"]
+            ode = integrate(st["state0"], setup, tr.alpha[-1], alphas=tr.alpha)
+            eg = np.atleast_2d(tr.eg)
+            keep = (tr.alpha > 0) & (tr.alpha <= res.plateau_alpha)
+            se = eg.std(axis=0, ddof=1) / np.sqrt(eg.shape[0])
+            t = np.abs(eg.mean(axis=0) - ode.eg)[keep] / se[keep]
+            crit = stats.t.ppf(1 - 0.005 / (2 * keep.sum() * len(c["starts"])), df=eg.shape[0] - 1)
+            out.append((t, crit))
     return out
 
 
@@ -200,9 +203,72 @@ def test_ch1_fig1_sgd_follows_the_ode_through_the_plateau(fig1):
 
 
 def test_ch1_fig1_check_rejects_a_wrong_ode(fig1):
-    """Power: the same band rejects the ODE of a learning rate 10 % off, for every K."""
+    """Power: the same band rejects the ODE of a learning rate 10 % off, for every K and start."""
     for t, crit in _fig1_tstats(fig1, 1.1):
         assert t.max() > crit, (t.max(), crit)
+
+
+def test_ch1_fig1_starts_are_independent_and_the_band_spans_them(fig1):
+    """Every K runs from settings.starts distinct starts (start 0 is the figure's: its ODE is
+    drawn); the band is the percentiles over all starts' runs."""
+    s = fig1.settings
+    for K, c in fig1.cases.items():
+        assert len(c["starts"]) == s.starts >= 2 and c["eg"].shape[:2] == (s.starts, s.runs)
+        R0 = [np.asarray(st["state0"].R) for st in c["starts"]]
+        assert not np.allclose(R0[0], R0[1])
+        assert c["ode"] is c["starts"][0]["ode"]
+        flat = c["eg"].reshape(-1, c["eg"].shape[-1])
+        assert np.allclose(c["lo"], np.percentile(flat, s.band[0], axis=0))
+        assert np.allclose(c["median"], np.median(flat, axis=0))
+
+
+def test_ch1_two_level_recovers_known_variances():
+    """Synthetic (S, R) data with between-start sd 2 and within-start sd 0.5: the between-start
+    s.e. estimates sqrt(4 + 0.25 / R) / sqrt(S), the within s.e. 0.5 / sqrt(R S) (each within
+    ~10 % for S = 400 starts: the relative sampling error of an sd is 1/sqrt(2 (S - 1)))."""
+    from tsode.book.fig1 import two_level
+
+    S, R = 400, 4
+    rng = np.random.default_rng(7)
+    x = 3.0 + 2.0 * rng.standard_normal((S, 1)) + 0.5 * rng.standard_normal((S, R))
+    lev = two_level(x)
+    assert lev["se"] == pytest.approx(np.sqrt(4 + 0.25 / R) / np.sqrt(S), rel=0.1)
+    assert lev["within_se"] == pytest.approx(0.5 / np.sqrt(R * S), rel=0.1)
+    assert lev["between_sd"] == pytest.approx(np.sqrt(4 + 0.25 / R), rel=0.1)
+    assert lev["mean"] == pytest.approx(3.0, abs=4 * lev["se"])
+    with pytest.raises(ValueError, match="two_level needs"):
+        two_level(np.ones((1, 4)))
+
+
+def test_ch1_shared_norm_detects_a_teacher_shared_by_two_units():
+    """Units 0, 1 on teacher 0 with norms² 0.62 and 0.40, unit 2 on teacher 1: shared norm 0.40;
+    a specialised state with one small extra unit: 0.01 (below SHARED)."""
+    from tsode.book.fig1 import SHARED, shared_norm
+
+    Q = np.diag([0.62, 0.40, 1.0])
+    R = np.array([[np.sqrt(0.62), 0.0], [np.sqrt(0.40), 0.0], [0.0, 1.0]])
+    assert shared_norm(Q, R) == pytest.approx(0.40)
+    Q2 = np.diag([1.0, 0.01, 1.0])
+    R2 = np.array([[1.0, 0.0], [0.1 * 0.6, 0.1 * 0.8], [0.0, 1.0]])
+    assert shared_norm(Q2, R2) == pytest.approx(0.01) and shared_norm(Q2, R2) < SHARED
+    both = shared_norm(np.stack([Q, Q2]), np.stack([R, R2]))
+    assert both == pytest.approx([0.40, 0.01])
+
+
+def test_ch1_fig1_gap_fields(fig1):
+    """The largest student's gap over starts at alpha_max is recomputed from the runs."""
+    g = fig1.gap[fig1.settings.N]
+    c = fig1.cases[fig1.Kmax]
+    assert g.K == fig1.Kmax and g.starts == fig1.settings.starts
+    ode = np.array([st["ode"].eg[-1] for st in c["starts"]])
+    sgd = c["eg"][:, :, -1]
+    assert np.allclose(g.ode, ode) and np.allclose(g.sgd, sgd)
+    diff = sgd.mean(axis=1) - ode
+    assert np.allclose(g.diff, diff) and g.diff_mean == pytest.approx(diff.mean())
+    assert g.diff_se == pytest.approx(diff.std(ddof=1) / np.sqrt(len(diff)))
+    assert set(g.ode_kind) <= {"fixed point", "saddle", "still drifting",
+                               "stationary, stability unknown"}
+    assert len(g.ode_exponent) == g.starts
 
 
 def test_ch1_fig1_R_unspecialised_then_permutation(fig1):
@@ -785,7 +851,8 @@ def test_ch1_settings_modes_and_parts_differ_as_documented():
         activation=("erf", "relu"), kind=("random", "small"))
     assert OdeVsSgdSettings.full() == OdeVsSgdSettings.full("erf")
     assert _differing(Fig1Settings.fast(), Fig1Settings.full()) == dict(
-        K=((4, 6), (4, 6, 8)), runs=(8, 16), single_engine=("reduced", "full"))
+        K=((4, 6), (4, 6, 8)), starts=(2, 8), runs=(8, 4), single_engine=("reduced", "full"),
+        gap_N=((), (3136,)))
     assert _differing(ConvergenceSettings.fast(), ConvergenceSettings.full()) == dict(
         runs=((32, 16, 8), (64, 32, 16)))
 
@@ -820,6 +887,10 @@ def test_ch1_seed_streams_are_the_old_salts():
     for name, (salt, *index) in old.items():
         expected = int(np.random.SeedSequence([3, salt, *index]).generate_state(1)[0])
         assert seed_for(3, name, *index) == expected, name
+    # further Fig. 1 starts are indexed (K, start); start 0 keeps the old index (K,)
+    from tsode.book.fig1 import _start_index
+
+    assert _start_index(6, 0) == (6,) and _start_index(6, 3) == (6, 3)
 
 
 def test_ch1_results_are_frozen(ode_vs_sgd, fig1, convergence):
@@ -865,9 +936,10 @@ def test_ch1_fig1_derived_fields(fig1):
         k = int(np.argmax(below))
         assert below[k] and not below[:k].any()
         escape[K] = c["ode"].alpha[k]
-        runs = np.asarray(c["runs"].eg)[:, -1]
+        runs = np.stack([np.asarray(st["runs"].eg)[:, -1] for st in c["starts"]])
         assert res.eg_end_sgd[K] == pytest.approx(runs.mean(), rel=1e-12)
-        assert res.eg_end_sgd_err[K] == pytest.approx(runs.std(ddof=1) / np.sqrt(runs.size),
+        means = runs.mean(axis=1)  # between-start standard error
+        assert res.eg_end_sgd_err[K] == pytest.approx(means.std(ddof=1) / np.sqrt(means.size),
                                                       rel=1e-12)
         assert res.eg_end_ode[K] == c["ode"].eg[-1]
     assert res.escape == escape and res.escape_K0 == escape[res.K0]

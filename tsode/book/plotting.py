@@ -305,8 +305,8 @@ def fig_ode_vs_sgd(res):
 
 
 def fig_fig1(res):
-    """The paper's Fig. 1(b): ε_g(α) for several K, ODE (lines) against one SGD run (markers) and
-    the median and percentile band of the reduced runs; below, R of the K = M student (the single
+    """The paper's Fig. 1(b): ε_g(α) for several K, ODE (lines; thin: the other starts) against one
+    SGD run (markers) and the median and percentile band of the reduced runs of all starts; below, R of the K = M student (the single
     run, units relabelled to the ODE's final order) at the plateau and at the end."""
     s = res.settings
     fig, axd = plt.subplot_mosaic([["a", "a"], ["b", "c"]], figsize=(COLUMN_IN, 7.4),
@@ -320,6 +320,9 @@ def fig_fig1(res):
                        color=col, alpha=0.18, lw=0)
         a.plot(t[1:], np.maximum(c["median"][1:], floor), color=col, lw=1.0, ls="--")
         ode_line(a, c["ode"].alpha[1:], np.maximum(c["ode"].eg[1:], floor), f"$K={K}$", col)
+        for st in c.get("starts", [])[1:]:  # the ODEs of the other starts, thin
+            a.plot(st["ode"].alpha[1:], np.maximum(st["ode"].eg[1:], floor), color=col, lw=0.5,
+                   alpha=0.6)
         single = np.atleast_2d(c["single"].eg)[0]
         a.plot(c["single"].alpha[1:], np.maximum(single[1:], floor), "x", color=col, ms=5, mew=1.2)
     for j, al in enumerate(res.alpha_R):
