@@ -24,7 +24,8 @@ from .accuracy import ode_variants, spread
 from .chapter import Result, Settings, register, run_sgd, seed_for, settings_of, start, timed
 from .odes import _plateau, align_units
 
-__all__ = ["Fig1Settings", "Fig1", "Gap", "fig1", "records", "shared_norm", "two_level", "SHARED"]
+__all__ = ["Fig1Settings", "Fig1", "Gap", "fig1", "records", "shared_norm", "two_level", "SHARED",
+           "mechanism", "gap_verdict"]
 
 
 @register("fig1")
@@ -202,6 +203,33 @@ def two_level(x) -> dict:
                 between_sd=float(m.std(ddof=1)))
 
 
+def mechanism(gaps) -> dict:
+    """Does a start's ODE–SGD difference follow which of the two still has a shared teacher unit?
+
+    Pooled over the :class:`Gap` s of ``gaps`` ({N: Gap}): the Pearson correlation (and its
+    two-sided p-value) between ``diff`` and ``ode_shared`` − the runs' mean ``sgd_shared``, one
+    point per (N, start). A strongly negative r: SGD is below the ODE where the ODE still splits
+    a teacher unit between two units and SGD has resolved it, above where it is the other way.
+    Returns dict(r, p, n).
+    """
+    from scipy.stats import pearsonr
+
+    d = np.concatenate([g.diff for g in gaps.values()])
+    x = np.concatenate([g.ode_shared - g.sgd_shared.mean(axis=1) for g in gaps.values()])
+    r, p = pearsonr(x, d)
+    return dict(r=float(r), p=float(p), n=int(d.size))
+
+
+def gap_verdict(g: Gap) -> str:
+    """The Gap in words: mean SGD − ODE over starts ± its between-start s.e. and whether it is
+    significant (|t| >= 2), with the number of starts whose own difference is beyond 3 s.e."""
+    t = g.diff_mean / g.diff_se
+    sig = ("a gap on average" if abs(t) >= 2 else "no significant gap on average")
+    return (f"N = {g.N}: SGD − ODE = {g.diff_mean:+.1e} ± {g.diff_se:.1e} over {g.starts} starts "
+            f"(t = {t:+.1f}, {sig}); {g.n_beyond} of {g.starts} starts differ by more than 3 "
+            "standard errors of their own runs")
+
+
 def _read(tr, alpha):
     """Index of the output time of ``tr`` nearest to ``alpha`` (log scale)."""
     return int(np.argmin(np.abs(np.log(np.maximum(tr.alpha, 1e-12)) - np.log(alpha))))
@@ -370,4 +398,15 @@ def records(res) -> list[dict]:
         out.append(dict(base, id=f"ch1-fig1-sgd-K{K}", claim=claim, quantity="eps_g", value=mean,
                         stderr=se, method="sgd_reduced", alpha=a, runs=s.runs * s.starts, K=K,
                         reference=ode, reference_source="ODE (this chapter)"))
+    for N, g in res.gap.items():
+        claim = (f"Fig. 1(b), K = {g.K}: ODE and SGD at alpha_max averaged over {g.starts} "
+                 "starts (no gap on average unless |t| >= 2)")
+        out.append(dict(base, id=f"ch1-fig1-end-ode-K{g.K}-N{N}", claim=claim, N=N,
+                        quantity="eps_g(alpha_max), mean over starts", value=g.ode_mean,
+                        stderr=g.ode_se, method="ode", alpha=s.alpha_max, runs=None, K=g.K))
+        out.append(dict(base, id=f"ch1-fig1-end-sgd-K{g.K}-N{N}", claim=claim, N=N,
+                        quantity="eps_g(alpha_max), mean over starts and runs",
+                        value=g.sgd_mean, stderr=g.sgd_se, method="sgd_reduced",
+                        alpha=s.alpha_max, runs=g.sgd.size, K=g.K, reference=g.ode_mean,
+                        reference_source="ODE from the same starts (this chapter)"))
     return out

@@ -9,8 +9,8 @@ from the least-squares residuals.
 
 Which law holds is tested (issue 18, statement 6) by fitting both forms on the same window,
 :math:`\ln\epsilon_g = a + b\,\alpha` (exponential) and :math:`\ln\epsilon_g = a + p\ln\alpha`
-(power law), to the ODE of every L and to reduced SGD runs (``sgd_L``, ``starts`` independent
-starts with ``runs`` runs each, N = ``N``): both have two parameters, so with Gaussian residuals
+(power law), to the ODE of every L and to reduced SGD runs (``sgd_L``, ``sgd_starts`` independent
+starts with ``sgd_runs`` runs each, N = ``sgd_N``): both have two parameters, so with Gaussian residuals
 in :math:`\ln\epsilon_g` the log-likelihood ratio is :math:`\tfrac n2\ln(\mathrm{RSS}_{\rm pow}/
 \mathrm{RSS}_{\rm exp})` (:func:`compare_laws`).
 """
@@ -52,8 +52,8 @@ class NoiselessSettings(Settings):
     sigma : the chapter's σ, for the noisy comparison at α = 10⁴.
     alpha_max : end of the σ = 0 integration (fast: 10⁵).
     sgd_L : the L of the σ = 0 SGD runs (exact reduced engine).
-    N : input dimension of the SGD runs; each start is sampled at this N.
-    starts, runs : independent starts per L and runs per start (fast: 2 and 2).
+    sgd_N : input dimension of the SGD runs; each start is sampled at this N.
+    sgd_starts, sgd_runs : independent starts per L and runs per start (fast: 2 and 2).
     sgd_alpha_max : end of the SGD runs (fast: 6000; SGD output at 80 log-spaced times from 100).
     """
 
@@ -64,12 +64,12 @@ class NoiselessSettings(Settings):
     kind: str = _FL.kind
     alpha_max: float = 1e6
     sgd_L: tuple = (0, 1)
-    N: int = 500
-    starts: int = 3
-    runs: int = 2
+    sgd_N: int = 500
+    sgd_starts: int = 3
+    sgd_runs: int = 2
     sgd_alpha_max: float = 8000.0
 
-    MODE_VALUES = {"fast": dict(alpha_max=1e5, starts=2, sgd_alpha_max=6000.0)}
+    MODE_VALUES = {"fast": dict(alpha_max=1e5, sgd_starts=2, sgd_alpha_max=6000.0)}
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def noiseless(settings: NoiselessSettings | str = "full", seed: int = 0,
 
 
 def _sgd(s, seed) -> dict:
-    """{L: reduced SGD at σ = 0 from ``s.starts`` starts sampled at N (``s.runs`` runs each),
+    """{L: reduced SGD at σ = 0 from ``s.sgd_starts`` starts sampled at sgd_N (``s.sgd_runs`` runs each),
     concatenated into one Trajectory with (starts · runs) runs}."""
     from ..trajectory import Trajectory
 
@@ -233,14 +233,15 @@ def _sgd(s, seed) -> dict:
     out = {}
     for L in s.sgd_L:
         K = s.M + L
-        parts = [run_sgd(start(K, s.M, s.kind, N=s.N, seed=seed_for(seed, "noiseless.start", K, i)),
-                         setup, s.N, s.sgd_alpha_max, engine="reduced", n_runs=s.runs,
+        parts = [run_sgd(start(K, s.M, s.kind, N=s.sgd_N,
+                               seed=seed_for(seed, "noiseless.start", K, i)),
+                         setup, s.sgd_N, s.sgd_alpha_max, engine="reduced", n_runs=s.sgd_runs,
                          seed=seed_for(seed, "noiseless.sgd", K, i), alphas=alphas)
-                 for i in range(s.starts)]
+                 for i in range(s.sgd_starts)]
         cat = {k: np.concatenate([np.asarray(getattr(p, k)) for p in parts])
                for k in ("eg", "Q", "R", "v")}
         out[L] = Trajectory(alpha=parts[0].alpha, T_teacher=parts[0].T_teacher,
-                            v_star=parts[0].v_star, setup=setup, info=dict(N=s.N), **cat)
+                            v_star=parts[0].v_star, setup=setup, info=dict(N=s.sgd_N), **cat)
     return out
 
 
