@@ -171,9 +171,11 @@ def fig1():
 
 
 def _fig1_tstats(res, eta_factor=1.0):
-    """|t| of each start's reduced-run mean eg against the ODE from that start (at eta_factor *
-    eta) at every output time up to the plateau of the K = M student, for every K and start,
-    and the Bonferroni 1 % critical value (over the times of one start)."""
+    """Per K: |t| of the difference between the reduced runs' means and the ODE (at
+    eta_factor * eta), each start against the ODE from that start, averaged over starts (standard
+    error sqrt(sum of the starts' squared s.e.) / S, df = S (R - 1)), at every output time up
+    to the plateau of the K = M student; and the Bonferroni 1 % critical value over those
+    times."""
     import dataclasses
 
     from tsode import integrate
@@ -181,15 +183,17 @@ def _fig1_tstats(res, eta_factor=1.0):
     out = []
     for K, c in res.cases.items():
         setup = dataclasses.replace(c["setup"], eta=eta_factor * c["setup"].eta)
+        diffs, var = [], []
         for st in c["starts"]:
             tr = st["runs"]
             ode = integrate(st["state0"], setup, tr.alpha[-1], alphas=tr.alpha)
             eg = np.atleast_2d(tr.eg)
-            keep = (tr.alpha > 0) & (tr.alpha <= res.plateau_alpha)
-            se = eg.std(axis=0, ddof=1) / np.sqrt(eg.shape[0])
-            t = np.abs(eg.mean(axis=0) - ode.eg)[keep] / se[keep]
-            crit = stats.t.ppf(1 - 0.005 / (2 * keep.sum() * len(c["starts"])), df=eg.shape[0] - 1)
-            out.append((t, crit))
+            diffs.append(eg.mean(axis=0) - ode.eg)
+            var.append(eg.var(axis=0, ddof=1) / eg.shape[0])
+        S, R = len(diffs), c["eg"].shape[1]
+        keep = (tr.alpha > 0) & (tr.alpha <= res.plateau_alpha)
+        t = np.abs(np.mean(diffs, axis=0))[keep] / (np.sqrt(np.sum(var, axis=0)) / S)[keep]
+        out.append((t, stats.t.ppf(1 - 0.005 / (2 * keep.sum()), df=S * (R - 1))))
     return out
 
 
