@@ -25,7 +25,7 @@ from .chapter import Result, Settings, register, run_sgd, seed_for, settings_of,
 from .odes import _plateau, align_units
 
 __all__ = ["Fig1Settings", "Fig1", "Gap", "fig1", "records", "shared_norm", "two_level", "SHARED",
-           "mechanism", "gap_verdict"]
+           "mechanism", "gap_verdict", "end_summary"]
 
 
 @register("fig1")
@@ -228,6 +228,28 @@ def gap_verdict(g: Gap) -> str:
     return (f"N = {g.N}: SGD − ODE = {g.diff_mean:+.1e} ± {g.diff_se:.1e} over {g.starts} starts "
             f"(t = {t:+.1f}, {sig}); {g.n_beyond} of {g.starts} starts differ by more than 3 "
             "standard errors of their own runs")
+
+
+def end_summary(res) -> dict:
+    """The numbers chapter 1 glues about the largest student at alpha_max over starts:
+    ``total`` starts (all N), ``n_drifting`` whose ODE is still drifting there
+    (:func:`tsode.classification.classify`), ``exp_lo``, ``exp_hi`` the range of the ODE's
+    d ln ε_g / d ln α, ``sgd0`` the mean of the runs from start 0 (the figure's start),
+    ``shared_sgd0`` their mean :func:`shared_norm`, ``mech_r``, ``mech_p``, ``mech_n``
+    (:func:`mechanism`) and ``conclusion`` (words: agree on average, or where a gap remains,
+    by |t| >= 2 of the between-start standard error)."""
+    gaps = res.gap
+    exps = np.concatenate([g.ode_exponent for g in gaps.values()])
+    first = gaps[res.settings.N]
+    mech = mechanism(gaps)
+    gap_N = [N for N, g in gaps.items() if abs(g.diff_mean) >= 2 * g.diff_se]
+    conclusion = ("ODE and SGD agree within the errors stated above" if not gap_N else
+                  "a gap remains at N = " + ", ".join(str(N) for N in gap_N))
+    return dict(total=sum(g.starts for g in gaps.values()),
+                n_drifting=sum(k == "still drifting" for g in gaps.values() for k in g.ode_kind),
+                exp_lo=float(exps.min()), exp_hi=float(exps.max()),
+                sgd0=float(first.sgd[0].mean()), shared_sgd0=float(first.sgd_shared[0].mean()),
+                mech_r=mech["r"], mech_p=mech["p"], mech_n=mech["n"], conclusion=conclusion)
 
 
 def _read(tr, alpha):

@@ -175,6 +175,8 @@ class FirstLayerFinal(Result):
     linear_ratio : (S,) linear ODE / closed form.
     linear_max_dev : max over L of |linear_ratio − 1|.
     relu_ode : (len(ode_L),) ReLU ODE ε_g at its alpha_read.
+    linear_increments, relu_increments : ε_g(L + 1) − ε_g(L) of the linear closed form and of
+        the ReLU ODE values.
     accuracy : of erf_ratio, linear_ratio, relu_ode.
     """
 
@@ -189,6 +191,8 @@ class FirstLayerFinal(Result):
     linear_ratio: np.ndarray
     linear_max_dev: float
     relu_ode: np.ndarray
+    linear_increments: np.ndarray
+    relu_increments: np.ndarray
 
 
 def _parts(settings, overrides) -> dict:
@@ -233,6 +237,7 @@ def first_layer_final(settings: Mapping | str = "full", seed: int = 0,
         L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
         settings=parts, erf_ratio=erf["ode"] / erf["ansatz"], linear_ratio=linear_ratio,
         linear_max_dev=float(np.max(np.abs(linear_ratio - 1))), relu_ode=relu["ode"],
+        linear_increments=np.diff(linear["exact"]), relu_increments=np.diff(relu["ode"]),
         accuracy=dict(
             erf_ratio=ratio_accuracy(erf["ode"], [acc["erf"][L] for L in Ls],
                                      erf["ansatz"], [a[1] for a in ans]),
@@ -469,6 +474,15 @@ def _mag(x: float) -> str:
     if x == 0 or not np.isfinite(x):
         return f"{x:g}"
     return f"{'+' if x > 0 else '-'}1e{int(np.floor(np.log10(abs(x)))):+03d}"
+
+
+def final_summary(finals) -> str:
+    """'source: n kind; ...' counts of the :class:`FinalState` list ``finals`` (in order)."""
+    counts = {}
+    for f in finals:
+        key = (f.what, f.classification.kind)
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{what}: {n} {kind}" for (what, kind), n in counts.items())
 
 
 def final_states(settings: Mapping | str = "full", seed: int = 0, overrides=None) -> list:

@@ -104,6 +104,16 @@ class PairLimit(Result):
     limit_ratio: dict
     end_class: dict
 
+    @property
+    def rtol_change(self) -> float:
+        """Largest relative change of ε_g at alpha_max between rtol and rtol_check."""
+        return max(abs(self.eg_end[L] - self.eg_end_check[L]) / self.eg_end[L] for L in self.L)
+
+    @property
+    def excess_end(self) -> dict:
+        """{L: ε_g(alpha_max) / eg_L0 − 1}: how far above the L = 0 error the end still is."""
+        return {L: self.eg_end[L] / self.eg_L0 - 1 for L in self.L}
+
     def alpha_within(self, L: int, frac: float) -> float:
         """The α at which the fitted law puts ε_g within ``frac`` (relative) of its limit:
         (c / (frac · eg_inf))^(1/p)."""
