@@ -77,8 +77,8 @@ class PairLimit(Result):
     eg_L0 : ε_g* of the student without superfluous units (the L = 0 fixed point).
     limit_ratio : {L: eg_inf / eg_L0}.
     end_class : {L: :class:`tsode.classification.Classification` of the state at alpha_max}.
-    accuracy : of gamma and limit_ratio (printed with 3 digits): their change between rtol and
-        rtol_check (at least 1e-3 of gamma: the fit's sensitivity to the window).
+    accuracy : of gamma and limit_ratio (printed with 3 and 4 digits): their change between rtol
+        and rtol_check (at least 1e-6 of gamma, the round-off of the log-log fit).
     """
 
     L: list
@@ -218,9 +218,9 @@ def pair_limit(settings: PairLimitSettings | str = "full", seed: int = 0,
         gamma=field("gamma"), gamma_err=field("gamma_err"), eg_inf=field("eg_inf"),
         eg_inf_err=field("eg_inf_err"), p=field("p"), p_err=field("p_err"), c=field("c"),
         p_fixed=field("p_fixed"), **out,
-        accuracy=dict(gamma=change("gamma", 1e-3),
+        accuracy=dict(gamma=change("gamma", 1e-6),
                       limit_ratio={L: change("eg_inf")[L] / eg_L0 for L in s.pair_L}),
-        digits=dict(gamma=3, limit_ratio=3))
+        digits=dict(gamma=3, limit_ratio=4))
 
 
 def records(res: PairLimit) -> list[dict]:
