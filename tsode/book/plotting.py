@@ -334,9 +334,9 @@ def fig_fig1(res):
     engine = s.single_engine
     band = s.band
     legend_below(a, ncol=3, handles=[
-        *_entries(a).values(), proxy("ODE", "k", ls="-"),
+        *_entries(a).values(), proxy("ODE (thin: other starts)", "k", ls="-"),
         proxy(f"one SGD run ({engine} engine)", "k", marker="x"),
-        proxy(f"median of {s.runs} reduced runs", "k", ls="--"),
+        proxy(f"median of {s.starts} starts x {s.runs} runs", "k", ls="--"),
         proxy(f"{band[0]}-{band[1]} % band", "0.6", ls="-", lw=6, alpha=0.4)])
     for key, R, al in zip("bc", res.R_single, res.alpha_R):
         heatmap(axd[key], R, vmax=1.0, xlabel="teacher $n$", ylabel="student $k$",
