@@ -112,7 +112,7 @@ class Fig1(Result):
     gap: dict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Gap:
     """The largest student's ODE–SGD difference at alpha_max over independent starts at one N.
 
@@ -123,8 +123,8 @@ class Gap:
     sgd : (S, R) ε_g of every run at alpha_max.
     diff : (S,) mean over the start's runs minus its ODE.
     diff_mean, diff_se : mean of ``diff`` over starts and its standard error (between starts).
-    diff_within_se : the standard error ``diff_mean`` would have from SGD noise alone (within-start
-        variances, :func:`two_level`).
+    diff_within_se : the standard error ``diff_mean`` would have from SGD noise alone
+        (within-start variances, :func:`two_level`).
     sgd_mean, sgd_se, ode_mean, ode_se : mean and between-start s.e. of the SGD and ODE values.
     n_beyond : starts whose ``diff`` exceeds 3 of its own standard errors (within-start).
     ode_shared, sgd_shared : (S,) and (S, R) :func:`shared_norm` at alpha_max (> 0.2: two large

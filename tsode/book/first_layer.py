@@ -443,7 +443,7 @@ def slow_mode(settings: SlowModeSettings | str = "full", seed: int = 0,
             end_exponent=float(spread(end_exponent, tr, alts))))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FinalState:
     """One state that chapter 2 calls final, and what it is
     (:func:`tsode.classification.classify`).

@@ -224,8 +224,8 @@ def noiseless(settings: NoiselessSettings | str = "full", seed: int = 0,
 
 
 def _sgd(s, seed) -> dict:
-    """{L: reduced SGD at σ = 0 from ``s.sgd_starts`` starts sampled at sgd_N (``s.sgd_runs`` runs each),
-    concatenated into one Trajectory with (starts · runs) runs}."""
+    """{L: reduced SGD at σ = 0 from ``s.sgd_starts`` starts sampled at sgd_N (``s.sgd_runs``
+    runs each), concatenated into one Trajectory with (starts · runs) runs}."""
     from ..trajectory import Trajectory
 
     setup = Setup("erf", eta=s.eta, sigma=0.0)
