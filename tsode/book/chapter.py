@@ -51,9 +51,13 @@ SEEDS: dict[str, int] = {
     "both_layers.start": 30,          # chapters 3 and 4: both-layer initial state (index: K)
     "both_layers.sgd": 31,            # chapter 3: both-layer SGD (index: K)
     "initialisation.v_star": 32,      # chapter 3: the teacher's random second layer
-    "fig1.start": 40,                 # chapter 1, Fig. 1: initial state (index: K)
+    "fig1.start": 40,                 # chapter 1, Fig. 1: initial state (index: K[, start])
     "fig1.single": 41,                # chapter 1, Fig. 1: the single SGD run (index: K)
-    "fig1.runs": 42,                  # chapter 1, Fig. 1: the reduced ensemble (index: K)
+    "fig1.runs": 42,                  # chapter 1, Fig. 1: the reduced ensemble (index: K[, start])
+    "fig1.gap_start": 47,             # chapter 1, Fig. 1: starts of the gap test (N, K, start)
+    "fig1.gap_runs": 48,              # chapter 1, Fig. 1: runs of the gap test (N, K, start)
+    "noiseless.start": 27,            # chapter 2, sigma = 0: SGD starts (K, start)
+    "noiseless.sgd": 28,              # chapter 2, sigma = 0: SGD runs (K, start)
 }
 
 

@@ -10,6 +10,7 @@ Each experiment lives in the module of its chapter and follows the chapter contr
 * chapter 2 (:mod:`~tsode.book.first_layer`, :mod:`~tsode.book.noiseless`, the long-time part of
   :mod:`~tsode.book.ensembles`): :func:`first_layer_curves`, :func:`first_layer_final`,
   :func:`collapse`, :func:`slow_mode`;
+  the limit α → ∞ for even L (:mod:`~tsode.book.pair_limit`): :func:`pair_limit`;
 * chapter 3 (:mod:`~tsode.book.both_layers`, :mod:`~tsode.book.ensembles`): :func:`both_layers`;
 * chapter 4 (:mod:`~tsode.book.fixed_point_maps`, :mod:`~tsode.book.split`):
   :func:`fixed_points`, :func:`split_units`.
@@ -42,6 +43,7 @@ from .first_layer import (Collapse, CollapseSettings, FirstLayerCurves, FirstLay
                           first_layer_curves, first_layer_final, slow_mode)
 from .fixed_point_maps import Case, FixedPoints, FixedPointsSettings, fixed_points
 from .noiseless import Noiseless, NoiselessSettings, noiseless
+from .pair_limit import PairLimit, PairLimitSettings, pair_limit
 from .odes import OdeVsSgd, OdeVsSgdSettings, align_units, ode_vs_sgd
 from .split import SplitUnits, SplitUnitsSettings, split_units
 
@@ -52,6 +54,7 @@ __all__ = [
     "first_layer_curves", "first_layer_final", "FirstLayerCurves", "FirstLayerFinal",
     "FirstLayerSettings", "collapse", "Collapse", "CollapseSettings",
     "slow_mode", "SlowMode", "SlowModeSettings", "noiseless", "Noiseless", "NoiselessSettings",
+    "pair_limit", "PairLimit", "PairLimitSettings",
     "long_times", "LongTimes", "LongTimesSettings", "relu_late_drift", "ReluLateDrift",
     "sgd_at_read_time", "SgdAtReadTime", "initialisation_contrast", "Initialisation",
     "both_layers", "BothLayers", "BothLayersSettings", "both_layers_records",

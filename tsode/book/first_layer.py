@@ -175,6 +175,8 @@ class FirstLayerFinal(Result):
     linear_ratio : (S,) linear ODE / closed form.
     linear_max_dev : max over L of |linear_ratio − 1|.
     relu_ode : (len(ode_L),) ReLU ODE ε_g at its alpha_read.
+    linear_increments, relu_increments : ε_g(L + 1) − ε_g(L) of the linear closed form and of
+        the ReLU ODE values.
     accuracy : of erf_ratio, linear_ratio, relu_ode.
     """
 
@@ -189,6 +191,8 @@ class FirstLayerFinal(Result):
     linear_ratio: np.ndarray
     linear_max_dev: float
     relu_ode: np.ndarray
+    linear_increments: np.ndarray
+    relu_increments: np.ndarray
 
 
 def _parts(settings, overrides) -> dict:
@@ -233,6 +237,7 @@ def first_layer_final(settings: Mapping | str = "full", seed: int = 0,
         L=list(Ls), M=M, eta=eta, sigma=sigma, erf=erf, linear=linear, relu=relu,
         settings=parts, erf_ratio=erf["ode"] / erf["ansatz"], linear_ratio=linear_ratio,
         linear_max_dev=float(np.max(np.abs(linear_ratio - 1))), relu_ode=relu["ode"],
+        linear_increments=np.diff(linear["exact"]), relu_increments=np.diff(relu["ode"]),
         accuracy=dict(
             erf_ratio=ratio_accuracy(erf["ode"], [acc["erf"][L] for L in Ls],
                                      erf["ansatz"], [a[1] for a in ans]),
@@ -436,3 +441,68 @@ def slow_mode(settings: SlowModeSettings | str = "full", seed: int = 0,
                                               fp.eg, fixed_point_accuracy(fp))),
             ansatz_max_real=abs(float(ev_alt.real.max()) - fp.max_real),
             end_exponent=float(spread(end_exponent, tr, alts))))
+
+
+@dataclass(frozen=True, eq=False)
+class FinalState:
+    """One state that chapter 2 calls final, and what it is
+    (:func:`tsode.classification.classify`).
+
+    what : where the state comes from ("erf ODE", "linear ODE", "ReLU ODE", "erf symmetric
+        fixed point", ...). L : superfluous units. alpha : its time (None for a fixed point).
+    classification : the :class:`tsode.classification.Classification`.
+    """
+
+    what: str
+    L: int
+    alpha: float | None
+    classification: object
+
+    def line(self) -> str:
+        """One printed line: source, L, α, kind, ε_g, max|drift|/max|y|, largest Re λ and
+        d ln ε_g / d ln α (orders of magnitude for the numbers near round-off)."""
+        c = self.classification
+        at = "" if self.alpha is None else f" at alpha = {self.alpha:.0e}"
+        rate = "" if c.eg_exponent is None else f", d ln eg/d ln alpha {_mag(c.eg_exponent)}"
+        top = "no spectrum" if not np.isfinite(c.max_real) else f"max Re λ {_mag(c.max_real)}"
+        return (f"{self.what:<28s} L = {self.L}{at}: {c.kind} (eg {c.eg:.3e}, "
+                f"drift/scale {_mag(c.relative_drift)}, {top}{rate})")
+
+
+def _mag(x: float) -> str:
+    """Sign and order of magnitude (round-off-level numbers are not reproducible digits)."""
+    if x == 0 or not np.isfinite(x):
+        return f"{x:g}"
+    return f"{'+' if x > 0 else '-'}1e{int(np.floor(np.log10(abs(x)))):+03d}"
+
+
+def final_summary(finals) -> str:
+    """'source: n kind; ...' counts of the :class:`FinalState` list ``finals`` (in order)."""
+    counts = {}
+    for f in finals:
+        key = (f.what, f.classification.kind)
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{what}: {n} {kind}" for (what, kind), n in counts.items())
+
+
+def final_states(settings: Mapping | str = "full", seed: int = 0, overrides=None) -> list:
+    """Every state chapter 2 reads a final error from, classified: the ends of the first-layer
+    ODEs (erf and linear at their alpha_read, ReLU at its alpha_read) and the erf symmetric
+    fixed points. ``settings`` as in :func:`first_layer_final`. Returns a list of
+    :class:`FinalState` (erf ODE, erf fixed point, linear, ReLU; by L)."""
+    from ..asymptotics import erf_symmetric_fixed_point
+    from ..classification import classify
+
+    parts = _parts(settings, overrides)
+    out = []
+    for act in ACTIVATIONS:
+        s = parts[act]
+        setup = Setup(act, eta=s.eta, sigma=s.sigma)
+        for L, tr in _first_layer_odes(s, act, seed).items():
+            out.append(FinalState(f"{act} ODE", L, float(tr.alpha[-1]), classify(tr, setup)))
+        if act == "erf":
+            for L in s.L:
+                fp = erf_symmetric_fixed_point(s.M, L, s.eta, s.sigma)
+                out.append(FinalState("erf symmetric fixed point", L, None,
+                                      classify(fp.state, fp.setup)))
+    return out

@@ -25,7 +25,8 @@ __all__ = ["CHAPTER_EXPERIMENTS", "SUMMARY_KEYS", "rerun_section", "record", "re
 #: The experiments (names in :data:`tsode.book.chapter.REGISTRY`) each chapter runs.
 CHAPTER_EXPERIMENTS = {
     "01_odes": ["fig1", "ode_vs_sgd", "convergence"],
-    "02_first_layer": ["first_layer", "collapse", "noiseless", "slow_mode", "long_times"],
+    "02_first_layer": ["first_layer", "collapse", "noiseless", "slow_mode", "pair_limit",
+                       "long_times"],
     "03_both_layers": ["both_layers"],
     "04_fixed_points": ["fixed_points", "split_units"],
 }

@@ -305,8 +305,8 @@ def fig_ode_vs_sgd(res):
 
 
 def fig_fig1(res):
-    """The paper's Fig. 1(b): ε_g(α) for several K, ODE (lines) against one SGD run (markers) and
-    the median and percentile band of the reduced runs; below, R of the K = M student (the single
+    """The paper's Fig. 1(b): ε_g(α) for several K, ODE (lines; thin: the other starts) against one
+    SGD run (markers) and the median and percentile band of the reduced runs of all starts; below, R of the K = M student (the single
     run, units relabelled to the ODE's final order) at the plateau and at the end."""
     s = res.settings
     fig, axd = plt.subplot_mosaic([["a", "a"], ["b", "c"]], figsize=(COLUMN_IN, 7.4),
@@ -320,6 +320,9 @@ def fig_fig1(res):
                        color=col, alpha=0.18, lw=0)
         a.plot(t[1:], np.maximum(c["median"][1:], floor), color=col, lw=1.0, ls="--")
         ode_line(a, c["ode"].alpha[1:], np.maximum(c["ode"].eg[1:], floor), f"$K={K}$", col)
+        for st in c.get("starts", [])[1:]:  # the ODEs of the other starts, thin
+            a.plot(st["ode"].alpha[1:], np.maximum(st["ode"].eg[1:], floor), color=col, lw=0.5,
+                   alpha=0.6)
         single = np.atleast_2d(c["single"].eg)[0]
         a.plot(c["single"].alpha[1:], np.maximum(single[1:], floor), "x", color=col, ms=5, mew=1.2)
     for j, al in enumerate(res.alpha_R):
@@ -331,9 +334,9 @@ def fig_fig1(res):
     engine = s.single_engine
     band = s.band
     legend_below(a, ncol=3, handles=[
-        *_entries(a).values(), proxy("ODE", "k", ls="-"),
+        *_entries(a).values(), proxy("ODE (thin: other starts)", "k", ls="-"),
         proxy(f"one SGD run ({engine} engine)", "k", marker="x"),
-        proxy(f"median of {s.runs} reduced runs", "k", ls="--"),
+        proxy(f"median of {s.starts} starts x {s.runs} runs", "k", ls="--"),
         proxy(f"{band[0]}-{band[1]} % band", "0.6", ls="-", lw=6, alpha=0.4)])
     for key, R, al in zip("bc", res.R_single, res.alpha_R):
         heatmap(axd[key], R, vmax=1.0, xlabel="teacher $n$", ylabel="student $k$",
