@@ -400,8 +400,12 @@ def fixed_points():
 def test_ch4_vocabulary(fixed_points):
     res = fixed_points
     d = res.descriptions
-    assert set(d["erf, both layers"].roles) == {"copy"}
-    assert all(v == pytest.approx(1.0, abs=0.01) for v in d["erf, both layers"].shared_v.values())
+    # erf, both layers from the authors' start (v ~ N(0, 1)): two units per teacher unit, one
+    # of them anti-aligned ((w, v) -> (-w, -v) is the same erf unit); signed, the output
+    # weights of each pair add up to v* = 1
+    assert set(d["erf, both layers"].roles) == {"specialised", "anti-aligned"}
+    assert len(d["erf, both layers"].anti_aligned_pairs) == 2
+    assert res.signed_shared_v_min["erf, both layers"] == pytest.approx(1.0, abs=0.01)
     assert set(d["relu, first layer"].roles) == {"split"}
     # positive homogeneity: the split units add up to the teacher unit
     assert all(v == pytest.approx(1.0, abs=0.01) for v in d["relu, first layer"].shared_v_norm.values())
@@ -423,6 +427,24 @@ def test_ch4_fixed_points_and_spectra(fixed_points, first_layer):
     assert res.eigenvalues["erf, both layers"].real.max() < 0, "the denoiser is stable"
     assert res.eigenvalues["erf, first layer"].real.max() > 0, "the symmetric point is not"
     assert res.n_soft["linear, first layer"] > 0
+
+
+def test_ch4_both_layer_rows_start_from_the_authors_start(fixed_points):
+    """Issue 18, statement 2: chapter 4's ReLU both-layer state (K = 4, M = 2, eta = sigma =
+    0.1, alpha = 1e4) is the authors'-start value ~ 2.0e-4 (chapter 3's flat ReLU level; the
+    v = 1 start gave 3.9e-4): recomputed here with tsode.integrate from the chapter-3 state
+    sampled directly (small first layer, v ~ N(0, 1e-6))."""
+    import tsode
+    from tsode.book import chapter
+
+    K, M = fixed_points.K, fixed_points.M
+    state0 = tsode.initial_state(K, M, "small", N=chapter.SHARED_N, orthogonal_teacher=True,
+                                 seed=chapter.seed_for(0, "both_layers.start", K), v="scaled")
+    assert np.abs(state0.v).max() < 1e-2
+    eg = tsode.integrate(state0, tsode.Setup("relu", eta=0.1, eta_v=0.1, sigma=0.1), 1e4,
+                         alphas=[0.0, 1e4]).eg[-1]
+    assert fixed_points.eg["relu, both layers"] == pytest.approx(eg, rel=1e-6)
+    assert fixed_points.eg["relu, both layers"] == pytest.approx(2.0e-4, rel=0.05)
 
 
 def test_ch4_relu_first_layer_top_eigenvalue_is_positive_and_soft(fixed_points):
@@ -466,10 +488,10 @@ def test_ch4_split_units_merged_fixed_points(split_units):
     res = split_units
     assert res.eg4_merged == pytest.approx(res.eg_merged[2], rel=1e-9)
     for L in (0, 2):
-        mean, se, runs = res.sgd[L]
-        assert runs >= 8 and abs(mean - res.eg_merged[L]) < 3 * se, (L, mean, se)
+        mean, se, starts, runs = res.sgd[L]
+        assert starts >= 8 and abs(mean - res.eg_merged[L]) < 3 * se, (L, mean, se)
     # power: the unmerged learning rate (eta instead of 2 eta) would give the L = 0 value at L = 2
-    mean, se, _ = res.sgd[2]
+    mean, se, _, _ = res.sgd[2]
     assert abs(mean - res.eg_merged[0]) > 3 * se
     assert all(top < 0 for top in res.max_re_merged.values())
     assert res.groups4 == [[0, 1], [2, 3]] and 0.98 < res.cos4 < 0.999

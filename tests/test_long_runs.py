@@ -18,7 +18,12 @@ def test_every_spec_parses_and_every_cache_has_a_spec():
     assert long_runs.names(), "no long-run specs in book/specs"
     for name in long_runs.names():
         spec = load_spec(long_runs.SPECS / f"{name}.toml")
-        assert spec.engine == "reduced" and spec.values["runs"] >= 8
+        # issue 18: >= 8 independent starts for every ensemble read at alpha >= 1e4, and at
+        # least 8 runs per task in all
+        starts = spec.values.get("start", [0])
+        assert spec.engine == "reduced" and len(starts) * spec.values["runs"] >= 8
+        if spec.values["alpha_max"] >= 1e4:
+            assert "start" in spec.swept and len(starts) >= 8, name
         assert min(spec.values["N"] if isinstance(spec.values["N"], list)
                    else [spec.values["N"]]) >= 500
     assert set(CACHED) <= set(long_runs.names())

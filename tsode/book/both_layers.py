@@ -92,6 +92,11 @@ class BothLayers(Result):
     fp_ratio : {"erf": (S,) K ε_g*(K) / (M ε_g*(K = M)), ~1 for denoisers}.
     fp_halving : {"erf": ε_g*(K = 2M) / ε_g*(K = M)} (~1/2).
     fp_deviation : {"erf": max over K ≤ 2M of |ode / fixed point − 1|}.
+    fp_excess : {"erf": (S,) ode / fixed point − 1 at alpha_read, per K}.
+    roles_text : {"erf": {K: :func:`tsode.asymptotics.describe` summary of the ODE's state at
+        alpha_read}}, e.g. "2 specialised, 1 silent, 2 anti-aligned, 2 anti-aligned pair(s)".
+    below_K : {"erf": {K: the K' < K whose denoising fixed point is nearest the ODE value of K
+        at alpha_read}} (K itself when its own denoiser is nearer).
     ratio_last : {act: ε_g(largest K) / ε_g(K = M) of the ODE at alpha_read} (NaN without K = M).
     ode_spread : {act: max/min − 1 of ode[act] over K}.
     mean_exponent : {act: mean of final_exponent[act] over K}.
@@ -121,6 +126,9 @@ class BothLayers(Result):
     fp_ratio: dict
     fp_halving: dict
     fp_deviation: dict
+    fp_excess: dict
+    roles_text: dict
+    below_K: dict
     ratio_last: dict
     ode_spread: dict
     mean_exponent: dict
@@ -131,6 +139,7 @@ class BothLayers(Result):
 PER_ACTIVATION = ("K", "alpha_read", "trajectories", "state0", "setup", "ode", "ode_at_sgd",
                   "final_v", "final_exponent", "sgd", "sgd_mean", "sgd_err", "fixed_points",
                   "fp_at_M", "fp_reference", "fp_ratio", "fp_halving", "fp_deviation",
+                  "fp_excess", "roles_text", "below_K",
                   "ratio_last", "ode_spread", "mean_exponent", "v_mean_at_M")
 #: significant digits the chapter prints of ode[act]: linear networks at alpha = 1e7 drift like
 #: alpha^-1/2 and their error is known to ~3e-5 relative at the default tolerances (it moves that
@@ -178,14 +187,22 @@ def _one_activation(s: BothLayersSettings, act: str, seed: int) -> dict:
         acc_final_exponent=np.array([spread(decade_exponent, trs[K], alts[K]) for K in s.K]))
 
 
-def _denoisers(s: BothLayersSettings, ode) -> dict:
+def _denoisers(s: BothLayersSettings, ode, acc_ode, trajectories) -> dict:
     """erf: the denoising fixed points for every K and the numbers derived from them (the
     erf-only fields of :class:`BothLayers`, accuracies under "acc_" + name)."""
+    from ..asymptotics import describe
+
     Ks, M = np.array(s.K), s.M
     fps = np.array([_denoiser(K, M, s.eta, s.sigma) for K in s.K])
     at_M, acc_M = _denoiser(M, M, s.eta, s.sigma)
     small = Ks <= 2 * M
+    nearest = {K: int(Ks[:i + 1][np.argmin(np.abs(fps[:i + 1, 0] - ode[i]))])
+               for i, K in enumerate(s.K)}
     return dict(
+        fp_excess=ode / fps[:, 0] - 1,
+        acc_fp_excess=ratio_accuracy(ode, acc_ode, fps[:, 0], fps[:, 1]),
+        roles_text={K: describe(trajectories[K].final).summary() for K in s.K},
+        below_K=nearest,
         fixed_points=fps[:, 0], acc_fixed_points=fps[:, 1], fp_at_M=at_M,
         fp_reference=M * at_M / Ks,
         fp_ratio=Ks * fps[:, 0] / (M * at_M),
@@ -221,10 +238,11 @@ def both_layers(settings: BothLayersSettings | dict | str = "full", seed: int = 
     out = {act: _one_activation(s, act, seed) for act, s in per.items()}
     for act, s in per.items():
         if act == "erf":
-            out[act].update(_denoisers(s, out[act]["ode"]))
+            d = out[act]
+            d.update(_denoisers(s, d["ode"], d["acc_ode"], d["trajectories"]))
     fields = {f: {a: d[f] for a, d in out.items() if f in d} for f in PER_ACTIVATION}
     accuracy = {f: {a: d["acc_" + f] for a, d in out.items() if "acc_" + f in d} for f in
-                ("ode", "final_exponent", "fixed_points", "fp_ratio")}
+                ("ode", "final_exponent", "fixed_points", "fp_ratio", "fp_excess")}
     any_s = next(iter(per.values()))
     return BothLayers(settings=per, M=any_s.M, sgd_K=any_s.sgd_K, N=any_s.N, runs=any_s.runs,
                       alpha_sgd=any_s.alpha_sgd, accuracy=accuracy,

@@ -266,6 +266,7 @@ class SgdAtReadTime(Result):
         or without the cache).
     mean_text : {act: the SGD means, ", "-separated at 3 significant digits} ("n/a (cache
         missing)" without the cache).
+    ode_text : {act: the ODE values (mean over the starts), the same way}.
     """
 
     layers: str
@@ -283,6 +284,7 @@ class SgdAtReadTime(Result):
     disagree: str
     reference_dev: dict
     mean_text: dict
+    ode_text: dict
 
     def lines(self) -> list[str]:
         """The chapters' printed table: per activation and size the SGD mean ± s.e. (2
@@ -306,6 +308,14 @@ class SgdAtReadTime(Result):
                            f"{self.fmt('stderr', act, i, digits=2)}{between} (median "
                            f"{self.fmt('median', act, i)}), ODE {ode}")
         return out
+
+
+def _text(d: dict, key: str) -> str:
+    """d[key] ", "-separated at 3 significant digits ("n/a" for NaN), or "n/a (cache
+    missing)"."""
+    if d["missing"]:
+        return "n/a (cache missing)"
+    return ", ".join(f"{m:.2e}" if np.isfinite(m) else "n/a" for m in d[key])
 
 
 def _reference_dev(d: dict) -> float:
@@ -337,8 +347,8 @@ def sgd_at_read_time(layers: str, mode: str = "full",
         between_sd={a: d["between_sd"] for a, d in ok.items()}, N=first.get("N"),
         starts=first.get("starts"), runs=first.get("runs"),
         disagree="", reference_dev={a: _reference_dev(d) for a, d in data.items()},
-        mean_text={a: ", ".join(f"{m:.2e}" for m in d["mean"]) if not d["missing"]
-                   else "n/a (cache missing)" for a, d in data.items()},
+        mean_text={a: _text(d, "mean") for a, d in data.items()},
+        ode_text={a: _text(d, "ode") for a, d in data.items()},
         accuracy=dict(mean=0.0, stderr=0.0, median=0.0, between_sd=0.0,
                       ode={a: ODE_REL_ACCURACY * np.abs(d["ode"]) for a, d in ok.items()}))
     return dataclasses.replace(res, disagree=disagreements(res))

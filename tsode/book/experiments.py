@@ -10,7 +10,8 @@ Each experiment lives in the module of its chapter and follows the chapter contr
 * chapter 2 (:mod:`~tsode.book.first_layer`, :mod:`~tsode.book.noiseless`, the long-time part of
   :mod:`~tsode.book.ensembles`): :func:`first_layer_curves`, :func:`first_layer_final`,
   :func:`collapse`, :func:`slow_mode`;
-* chapter 3 (:mod:`~tsode.book.both_layers`, :mod:`~tsode.book.ensembles`): :func:`both_layers`;
+* chapter 3 (:mod:`~tsode.book.both_layers`, :mod:`~tsode.book.ensembles`,
+  :mod:`~tsode.book.start_spread`): :func:`both_layers`, :func:`start_spread`;
 * chapter 4 (:mod:`~tsode.book.fixed_point_maps`, :mod:`~tsode.book.split`):
   :func:`fixed_points`, :func:`split_units`.
 
@@ -44,6 +45,7 @@ from .fixed_point_maps import Case, FixedPoints, FixedPointsSettings, fixed_poin
 from .noiseless import Noiseless, NoiselessSettings, noiseless
 from .odes import OdeVsSgd, OdeVsSgdSettings, align_units, ode_vs_sgd
 from .split import SplitUnits, SplitUnitsSettings, split_units
+from .start_spread import StartSpread, StartSpreadSettings, start_spread
 
 __all__ = [
     "MODES", "REGISTRY", "Result", "Settings", "check_overrides", "known_settings", "start",
@@ -55,6 +57,7 @@ __all__ = [
     "long_times", "LongTimes", "LongTimesSettings", "relu_late_drift", "ReluLateDrift",
     "sgd_at_read_time", "SgdAtReadTime", "initialisation_contrast", "Initialisation",
     "both_layers", "BothLayers", "BothLayersSettings", "both_layers_records",
+    "start_spread", "StartSpread", "StartSpreadSettings",
     "fixed_points", "FixedPoints", "FixedPointsSettings", "Case",
     "split_units", "SplitUnits", "SplitUnitsSettings",
     "claimed", "robust_format", "robust_magnitude", "spectrum_summary", "perturbed",

@@ -149,6 +149,8 @@ class FixedPoints(Result):
         students with |cos_kn| ≥ 0.99 (alive, not silent)}: for an odd activation (erf) a
         copy may be anti-aligned, (w, v) → (−w, −v) being the same unit; NaN if none.
     norm2_mean : {name: mean of Q_kk}.
+    weak_units_text : {name: the units with Q_kk < 0.1 mean_n T_nn (being pruned, or dead), as
+        "Q_kk = 0.039, 0.009; v_k = 0.11, 0.072" ("none" if there are none)}.
     linthresh : |Re λ| below this is drawn on the linear part of the spectra's symlog axis.
     """
 
@@ -175,6 +177,7 @@ class FixedPoints(Result):
     shared_v_norm_min: dict
     signed_shared_v_min: dict
     norm2_mean: dict
+    weak_units_text: dict
     linthresh: float = 1e-6
 
 
@@ -184,6 +187,17 @@ _NOT_PER_CASE = {f.name for f in dataclasses.fields(Result)} | {"K", "M", "linth
 
 def _min(values) -> float:
     return float(min(values)) if values else float("nan")
+
+
+def _weak_units(state) -> str:
+    """The units of ``state`` with Q_kk < 0.1 · mean T_nn: "Q_kk = ...; v_k = ..." (2
+    significant digits), or "none"."""
+    q, v = np.diag(np.asarray(state.Q)), np.asarray(state.v)
+    weak = q < 0.1 * np.diag(np.asarray(state.T)).mean()
+    if not weak.any():
+        return "none"
+    return (f"Q_kk = {', '.join(f'{x:.2g}' for x in q[weak])}; "
+            f"v_k = {', '.join(f'{x:.2g}' for x in v[weak])}")
 
 
 def _signed_shared_v(d) -> float:
@@ -215,7 +229,7 @@ def _row(case: Case, c: dict, alts: list) -> dict:
         anti_aligned=[(int(k) + 1, int(l) + 1) for k, l in d.anti_aligned_pairs],
         shared_v_min=_min(d.shared_v.values()), shared_v_norm_min=_min(d.shared_v_norm.values()),
         signed_shared_v_min=_signed_shared_v(d),
-        norm2_mean=float(d.norm2.mean()))
+        norm2_mean=float(d.norm2.mean()), weak_units_text=_weak_units(c["state"]))
     if "message" in c:
         row["messages"] = c["message"]
     return row

@@ -25,7 +25,7 @@ __all__ = ["CHAPTER_EXPERIMENTS", "SUMMARY_KEYS", "rerun_section", "record", "re
 CHAPTER_EXPERIMENTS = {
     "01_odes": ["fig1", "ode_vs_sgd", "convergence"],
     "02_first_layer": ["first_layer", "collapse", "noiseless", "slow_mode", "long_times"],
-    "03_both_layers": ["both_layers"],
+    "03_both_layers": ["both_layers", "start_spread"],
     "04_fixed_points": ["fixed_points", "split_units"],
 }
 #: The fields of a record of book/data/summary.json (issue 12).

@@ -61,11 +61,13 @@ class StartSpread(Result):
         start.
     eg_lag : (S,) ε_g of K_lag at alpha_lag (start means); lagging : (S,) bool, eg_lag >
         settings.plateau; n_lagging : their number; lagging_text : e.g. "0, 1, 5" (the starts'
-        coordinates) or "none".
+        coordinates) or "none"; lag_range_text : min–max of eg_lag over the lagging starts,
+        e.g. "0.068–0.091" ("none" without them).
     v0 : (S, K_lag) the initial output weights; n_negative : how many starts have some v_k < 0
         at α = 0; n_negative_lagging : how many of those lag.
     v_end : (S, K_lag) v at alpha_read (mean over runs); v_end_lag_text : v_end of the lagging
-        starts, e.g. "(0.44, 0.96), (0.72, 0.89)".
+        starts, e.g. "(0.44, 0.96), (0.72, 0.89)"; v_other_text : min–max of v_end over the
+        other starts.
     sum_v2 : (S,) Σ_k v_k² of K_lag at alpha_read (start means); eg_end : (S,) ε_g there.
     floor_c : ε_g / Σ_k v_k² averaged over every run of every K at alpha_read.
     floor_cv : max over K of the coefficient of variation (std/mean) of ε_g / Σ v² over the
@@ -93,11 +95,13 @@ class StartSpread(Result):
     lagging: np.ndarray | None = None
     n_lagging: int | None = None
     lagging_text: str | None = None
+    lag_range_text: str | None = None
     v0: np.ndarray | None = None
     n_negative: int | None = None
     n_negative_lagging: int | None = None
     v_end: np.ndarray | None = None
     v_end_lag_text: str | None = None
+    v_other_text: str | None = None
     sum_v2: np.ndarray | None = None
     eg_end: np.ndarray | None = None
     floor_c: float | None = None
@@ -116,6 +120,12 @@ def _at(ds, var: str, alpha: float, K: int):
     if var == "v":
         return start_runs(da.transpose("k", ...)).transpose(1, 2, 0)[..., :K]
     return start_runs(da)
+
+
+def _range(x, fmt=".2f") -> str:
+    """ "min–max" of x, or "none" when x is empty."""
+    x = np.asarray(x)
+    return f"{x.min():{fmt}}–{x.max():{fmt}}" if x.size else "none"
 
 
 def _ratio(a, b) -> float:
@@ -169,6 +179,7 @@ def start_spread(settings: StartSpreadSettings | str = "full", overrides=None) -
         curve_alpha=ds["alpha"].values.copy(), curves=curves, eg_lag=eg_lag, lagging=lagging,
         n_lagging=int(lagging.sum()),
         lagging_text=", ".join(str(n) for n in names[lagging]) or "none",
+        lag_range_text=_range(eg_lag[lagging], ".2g"), v_other_text=_range(v_end[~lagging]),
         v0=v0, n_negative=int(negative.sum()), n_negative_lagging=int((negative & lagging).sum()),
         v_end=v_end,
         v_end_lag_text=", ".join("(" + ", ".join(f"{x:.2f}" for x in v) + ")"
