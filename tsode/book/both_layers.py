@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..classification import classify
 from ..ode import integrate
 from ..order_parameters import Setup
 from .accuracy import fixed_point_accuracy, ode_variants, ratio_accuracy, spread
@@ -101,6 +102,9 @@ class BothLayers(Result):
     ode_spread : {act: max/min − 1 of ode[act] over K}.
     mean_exponent : {act: mean of final_exponent[act] over K}.
     v_mean_at_M : {act: mean of final_v[act][M]} (NaN without K = M).
+    kinds : {act: (S,) what the ODE's state at alpha_read is, per K: "fixed point", "saddle",
+        "still drifting" (:func:`tsode.classification.classify` with α = alpha_read)}.
+    kinds_text : {act: "K = 2: fixed point; K = 3: still drifting; ..."}.
     """
 
     M: int
@@ -133,6 +137,8 @@ class BothLayers(Result):
     ode_spread: dict
     mean_exponent: dict
     v_mean_at_M: dict
+    kinds: dict
+    kinds_text: dict
 
 
 #: the fields of BothLayers that are dicts {act: value}
@@ -140,7 +146,8 @@ PER_ACTIVATION = ("K", "alpha_read", "trajectories", "state0", "setup", "ode", "
                   "final_v", "final_exponent", "sgd", "sgd_mean", "sgd_err", "fixed_points",
                   "fp_at_M", "fp_reference", "fp_ratio", "fp_halving", "fp_deviation",
                   "fp_excess", "roles_text", "below_K",
-                  "ratio_last", "ode_spread", "mean_exponent", "v_mean_at_M")
+                  "ratio_last", "ode_spread", "mean_exponent", "v_mean_at_M", "kinds",
+                  "kinds_text")
 #: significant digits the chapter prints of ode[act]: linear networks at alpha = 1e7 drift like
 #: alpha^-1/2 and their error is known to ~3e-5 relative at the default tolerances (it moves that
 #: much between CPUs), hence 2
@@ -173,6 +180,7 @@ def _one_activation(s: BothLayersSettings, act: str, seed: int) -> dict:
     ode = np.array([trs[K].eg[-1] for K in s.K])
     exponent = np.array([decade_exponent(trs[K]) for K in s.K])
     final_v = {K: trs[K].v[-1].copy() for K in s.K}
+    kinds = [classify(trs[K].final, setup, alpha=s.alpha_read).kind for K in s.K]
     return dict(
         K=list(s.K), alpha_read=s.alpha_read, trajectories=trs, state0=state0, setup=setup,
         ode=ode, ode_at_sgd=np.array([trs[K].eg[i_sgd] for K in s.K]), final_v=final_v,
@@ -183,6 +191,7 @@ def _one_activation(s: BothLayersSettings, act: str, seed: int) -> dict:
         ode_spread=float(ode.max() / ode.min() - 1),
         mean_exponent=float(exponent.mean()),
         v_mean_at_M=float(final_v[s.M].mean()) if s.M in final_v else np.nan,
+        kinds=kinds, kinds_text="; ".join(f"K = {K}: {k}" for K, k in zip(s.K, kinds)),
         acc_ode=np.array([spread(lambda t: t.eg[-1], trs[K], alts[K]) for K in s.K]),
         acc_final_exponent=np.array([spread(decade_exponent, trs[K], alts[K]) for K in s.K]))
 

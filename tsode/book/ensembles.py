@@ -266,7 +266,12 @@ class SgdAtReadTime(Result):
         or without the cache).
     mean_text : {act: the SGD means, ", "-separated at 3 significant digits} ("n/a (cache
         missing)" without the cache).
-    ode_text : {act: the ODE values (mean over the starts), the same way}.
+    ode_text, median_text : {act: the ODE values (mean over the starts), the SGD medians, the
+        same way}.
+    plateau_text : {act: per size with starts still on a plateau at alpha (a start mean above
+        PLATEAU_FACTOR times the median of the start means), "K = 2: 2, K = 4: 1" (the number
+        of such starts), or "none"}.
+    plateau_eg_text : {act: min–max of those start means (3 significant digits), or "none"}.
     """
 
     layers: str
@@ -285,6 +290,9 @@ class SgdAtReadTime(Result):
     reference_dev: dict
     mean_text: dict
     ode_text: dict
+    median_text: dict
+    plateau_text: dict
+    plateau_eg_text: dict
 
     def lines(self) -> list[str]:
         """The chapters' printed table: per activation and size the SGD mean ± s.e. (2
@@ -308,6 +316,31 @@ class SgdAtReadTime(Result):
                            f"{self.fmt('stderr', act, i, digits=2)}{between} (median "
                            f"{self.fmt('median', act, i)}), ODE {ode}")
         return out
+
+
+#: a start whose mean ε_g exceeds this factor times the median of the start means is counted as
+#: still on a plateau (plateaus sit orders of magnitude above the noise floor)
+PLATEAU_FACTOR = 10.0
+
+
+def _plateaued(d: dict) -> list:
+    """Per size, the boolean (starts,) mask of the starts still on a plateau at d["alpha"]."""
+    return [m > PLATEAU_FACTOR * np.median(m) for m in d["start_means"]]
+
+
+def _plateau_text(d: dict) -> str:
+    if d["missing"]:
+        return "n/a (cache missing)"
+    parts = [f"{d['dim']} = {n}: {int(mask.sum())}" for n, mask in zip(d["size"], _plateaued(d))
+             if mask.any()]
+    return ", ".join(parts) or "none"
+
+
+def _plateau_eg_text(d: dict) -> str:
+    if d["missing"]:
+        return "n/a (cache missing)"
+    high = np.concatenate([m[mask] for m, mask in zip(d["start_means"], _plateaued(d))])
+    return f"{high.min():.3g}–{high.max():.3g}" if high.size else "none"
 
 
 def _text(d: dict, key: str) -> str:
@@ -349,6 +382,9 @@ def sgd_at_read_time(layers: str, mode: str = "full",
         disagree="", reference_dev={a: _reference_dev(d) for a, d in data.items()},
         mean_text={a: _text(d, "mean") for a, d in data.items()},
         ode_text={a: _text(d, "ode") for a, d in data.items()},
+        median_text={a: _text(d, "median") for a, d in data.items()},
+        plateau_text={a: _plateau_text(d) for a, d in data.items()},
+        plateau_eg_text={a: _plateau_eg_text(d) for a, d in data.items()},
         accuracy=dict(mean=0.0, stderr=0.0, median=0.0, between_sd=0.0,
                       ode={a: ODE_REL_ACCURACY * np.abs(d["ode"]) for a, d in ok.items()}))
     return dataclasses.replace(res, disagree=disagreements(res))

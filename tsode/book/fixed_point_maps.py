@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..classification import classify
 from ..fixed_points import count_soft, count_unstable, zero_tol
 from ..ode import integrate
 from ..order_parameters import Setup, generalisation_error
@@ -149,6 +150,9 @@ class FixedPoints(Result):
         students with |cos_kn| ≥ 0.99 (alive, not silent)}: for an odd activation (erf) a
         copy may be anti-aligned, (w, v) → (−w, −v) being the same unit; NaN if none.
     norm2_mean : {name: mean of Q_kk}.
+    kind : {name: what the state is, :func:`tsode.classification.classify` ("fixed point",
+        "saddle", "still drifting", "stationary, stability unknown"); ends of integrations are
+        classified at their α}.
     weak_units_text : {name: the units with Q_kk < 0.1 mean_n T_nn (being pruned, or dead), as
         "Q_kk = 0.039, 0.009; v_k = 0.11, 0.072" ("none" if there are none)}.
     linthresh : |Re λ| below this is drawn on the linear part of the spectra's symlog axis.
@@ -178,6 +182,7 @@ class FixedPoints(Result):
     signed_shared_v_min: dict
     norm2_mean: dict
     weak_units_text: dict
+    kind: dict
     linthresh: float = 1e-6
 
 
@@ -229,7 +234,8 @@ def _row(case: Case, c: dict, alts: list) -> dict:
         anti_aligned=[(int(k) + 1, int(l) + 1) for k, l in d.anti_aligned_pairs],
         shared_v_min=_min(d.shared_v.values()), shared_v_norm_min=_min(d.shared_v_norm.values()),
         signed_shared_v_min=_signed_shared_v(d),
-        norm2_mean=float(d.norm2.mean()), weak_units_text=_weak_units(c["state"]))
+        norm2_mean=float(d.norm2.mean()), weak_units_text=_weak_units(c["state"]),
+        kind=c["kind"])
     if "message" in c:
         row["messages"] = c["message"]
     return row
@@ -279,13 +285,14 @@ def _fixed_point_case(case: Case, s: FixedPointsSettings, seed: int, tol_factor:
     tr = integrate(perturbed(state0, rel) if variant else state0, setup, case.alpha,
                    alphas=np.array([0.0, case.alpha]), rtol=tol_factor * RTOL,
                    atol=tol_factor * ATOL)
-    out = dict(state=tr.final, converged=None)
+    out = dict(state=tr.final, converged=None,
+               kind=classify(tr.final, setup, alpha=case.alpha).kind)
     if case.polish is True:
         fp = fixed_point(tr.final, setup, raise_on_failure=False)
         out.update(converged=bool(fp.converged), message=fp.message)
         if fp.converged:
             out.update(state=fp.state, ev=fp.eigenvalues, soft_tol=fp.soft_tol,
-                       spectrum_of="fixed point")
+                       spectrum_of="fixed point", kind=classify(fp.state, setup).kind)
             return out
         spectrum_of = "end of the integration (Newton did not converge)"
     elif case.polish == "symmetric":
