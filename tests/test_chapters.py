@@ -342,6 +342,31 @@ def test_ch3_erf_decreases_with_K(both_layers):
         assert ode[i] == pytest.approx(res.fixed_points["erf"][i], rel=1e-3)
 
 
+def test_ch3_erf_K5_is_the_K4_denoiser_with_a_silent_unit(both_layers):
+    """Issue 18, statement 3: at alpha = 1e7 the K = 5 ODE state (authors' start) sits > 15 %
+    above its own denoising fixed point (measured +20 %) and within 1 % of the K = 4 denoiser;
+    it has a silent unit and is not final: Newton from it does not converge (from the K = 4
+    state it does), and the chapter classifies it as still drifting, K = 2 and 4 as fixed
+    points."""
+    from tsode.asymptotics import fixed_point
+
+    res = both_layers
+    K, ode, fp = res.K["erf"], res.ode["erf"], res.fixed_points["erf"]
+    i5, i4 = K.index(5), K.index(4)
+    assert res.fp_excess["erf"][i5] == pytest.approx(ode[i5] / fp[i5] - 1, rel=1e-12)
+    assert res.fp_excess["erf"][i5] > 0.15
+    assert ode[i5] == pytest.approx(fp[i4], rel=0.01) and res.below_K["erf"][5] == 4
+    assert "silent" in res.roles_text["erf"][5]
+    setup = res.setup["erf"]
+    assert not fixed_point(res.trajectories["erf"][5].final, setup,
+                           raise_on_failure=False).converged
+    assert fixed_point(res.trajectories["erf"][4].final, setup).converged
+    kinds = dict(zip(K, res.kinds["erf"]))
+    assert (kinds[2], kinds[4], kinds[5]) == ("fixed point", "fixed point", "still drifting")
+    assert set(res.kinds["relu"]) == set(res.kinds["linear"]) == {"still drifting"}
+    assert res.kinds_text["erf"].startswith("K = 2: fixed point; K = 3: ")
+
+
 def test_ch3_relu_and_linear_do_not_denoise(both_layers):
     res = both_layers
     # ReLU: no denoising (denoising would give eps(K)/eps(M) ~ M/K = 0.5 at K = 4): at the same
@@ -445,6 +470,17 @@ def test_ch4_both_layer_rows_start_from_the_authors_start(fixed_points):
                          alphas=[0.0, 1e4]).eg[-1]
     assert fixed_points.eg["relu, both layers"] == pytest.approx(eg, rel=1e-6)
     assert fixed_points.eg["relu, both layers"] == pytest.approx(2.0e-4, rel=0.05)
+
+
+def test_ch4_rows_are_classified(fixed_points):
+    """Every row says what its state is: the Newton-converged erf denoiser and linear
+    first-layer point are fixed points; the ends of integrations without a fixed point (ReLU
+    and linear, both layers) and the erf slow mode are still drifting."""
+    k = fixed_points.kind
+    assert k["erf, both layers"] == k["linear, first layer"] == "fixed point"
+    assert k["relu, both layers"] == k["linear, both layers"] == "still drifting"
+    assert k["erf, first layer"] == "still drifting"
+    assert "Q_kk = " in fixed_points.weak_units_text["relu, both layers"]
 
 
 def test_ch4_relu_first_layer_top_eigenvalue_is_positive_and_soft(fixed_points):
