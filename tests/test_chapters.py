@@ -753,10 +753,16 @@ def test_ch4_settings_contract():
     assert all(isinstance(c, Case) for c in s.cases) and len(s.cases) == 6
     assert s.case("relu", "first") == Case("relu", "first", "small", 0.2, 1e3, True)
     # plain tuples (an override from the command line) become Cases
-    t = FixedPointsSettings.of("fast", overrides={"cases": [["erf", "both", "random", 0.1, 1e6, True]]})
+    t = FixedPointsSettings.of("fast", overrides={
+        "cases": [["erf", "both", "random", 0.1, 1e7, True, "scaled"]]})
     assert t.cases == (s.case("erf", "both"),)
+    # the both-layer rows start from chapter 3's authors' start (issue 18)
+    assert {c.v_init for c in s.cases if c.layers == "both"} == {"scaled"}
+    assert {c.v_init for c in s.cases if c.layers == "first"} == {"ones"}
     with pytest.raises(ValueError, match="layers"):
         Case("erf", "second", "random", 0.1, 1e4)
+    with pytest.raises(ValueError, match="v_init"):
+        Case("erf", "both", "random", 0.1, 1e4, True, "normal")
     with pytest.raises(ValueError, match="polish"):
         Case("erf", "first", "random", 0.1, 1e4, "yes")
     assert [c.key for c in s.cases][:2] == ["erf_first_layer", "erf_both_layers"]
