@@ -111,3 +111,24 @@ def test_one_start_alone_equals_the_start_inside_the_grid(swept):
 def test_bad_start_is_refused_by_name(value, match):
     with pytest.raises(SpecError, match=match):
         load_spec(SPEC.replace("START", f"start = {value}"))
+
+
+def test_book_ensembles_read_the_start_axis(swept):
+    """tsode.book.ensembles over a sweep with starts: the stored state needs its start; the
+    statistics are over starts x runs with the s.e. from the start means (recomputed here with
+    numpy); a cache from one start (no start dimension) falls back to std/sqrt(runs)."""
+    from tsode.book import ensembles as E
+
+    with pytest.raises(ValueError, match="give start="):
+        E.stored_state(swept, K=2)
+    st = E.stored_state(swept, K=3, start=1)
+    np.testing.assert_array_equal(st.v, swept.v.sel(K=3, start=1).isel(run=0, alpha=0).values[:3])
+    got = E.sgd_at(swept, 5.0, K=3)
+    eg = swept.eg.sel(K=3).isel(alpha=-1).values  # (start, run)
+    m = eg.mean(1)
+    assert (got["starts"], got["runs"]) == (3, 2)
+    assert got["mean"] == pytest.approx(eg.mean(), rel=1e-13)
+    assert got["stderr"] == pytest.approx(m.std(ddof=1) / np.sqrt(3), rel=1e-12)
+    one = E.sgd_at(swept.sel(start=0), 5.0, K=3)
+    assert one["starts"] == 1 and np.isnan(one["between_sd"])
+    assert one["stderr"] == pytest.approx(eg[0].std(ddof=1) / np.sqrt(2), rel=1e-12)
