@@ -517,9 +517,10 @@ def split_units():
 def test_ch4_split_units_merged_fixed_points(split_units):
     """ReLU first layer, even splits: the merged fixed point at L = 2 (K = 2 at 2 eta, Newton from
     the teacher) equals the merge of the unmerged K = 4 Newton state re-polished (independent
-    route) to 1e-9 relative; chapter 2's SGD (8 runs, N = 1000, alpha = 1e4) agrees with the
-    merged values at L = 0 and 2 within 3 standard errors (measured 0.1 and 0.2 s.e.) but not at
-    L = 4 (measured 2.7 s.e. there, SGD does not split evenly: not asserted either way); the
+    route) to 1e-9 relative; chapter 2's SGD (8 starts x 2 runs, N = 1000, alpha = 1e4, s.e.
+    from the start means) agrees with the merged values at L = 0 and 2 within 3 standard errors
+    (measured 1.0 and 0.0 s.e.) but not at L = 4 (measured 4.7 s.e. below there, SGD does not
+    split evenly: not asserted either way); the
     merged points are stable and the unmerged state has paired units at cos < 0.999."""
     res = split_units
     assert res.eg4_merged == pytest.approx(res.eg_merged[2], rel=1e-9)
