@@ -90,9 +90,11 @@ def test_summary_records_cover_every_activation_at_1e4(read_time, tmp_path):
 def test_relu_first_layer_L1_is_not_converged_at_1e3_from_the_chapters_start():
     """Correction of chapter 2: from the chapter's start the L = 1 ReLU ODE still falls after
     α = 10³ (measured 9.87e-4 -> 9.48e-4, -4 %) and the extra unit dies (Q_kk -> 0 while the
-    others stay near the teacher norm 1); from the ensemble's start it splits a teacher
-    direction instead (two units with partial norms, settled by 10³ to < 0.1 %), and no SGD run
-    has a dead unit."""
+    others stay near the teacher norm 1); from the ensemble's first start it splits a teacher
+    direction instead (two units with partial norms, settled by 10³ to < 0.1 %). Over the 8
+    starts x 2 runs of the cache (issue 18) the smallest unit norm at 10⁴ is start-dependent
+    (measured 0.0023 ... 0.25): most runs split, a few come close to a dead unit (measured 1 of
+    16 below 0.01), so "no SGD run has a dead unit" holds only for most starts."""
     r = E.relu_late_drift(L=1)
     assert r.ode_chapter[1] < 0.98 * r.ode_chapter[0]
     norms = np.sort(r.ode_chapter_norms)
@@ -100,7 +102,7 @@ def test_relu_first_layer_L1_is_not_converged_at_1e3_from_the_chapters_start():
     assert r.ode_store[1] == pytest.approx(r.ode_store[0], rel=1e-3)
     split = np.sort(r.ode_store_norms)[:2]
     assert np.all(split > 0.1) and np.sqrt(split).sum() == pytest.approx(1.0, abs=0.02)
-    assert np.all(r.min_norm > 0.01)
+    assert r.min_norm.size >= 16 and np.mean(r.min_norm > 0.01) >= 0.75
 
 
 def test_first_layer_growth_is_convex_for_relu_and_linear():
