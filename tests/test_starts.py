@@ -132,3 +132,39 @@ def test_book_ensembles_read_the_start_axis(swept):
     one = E.sgd_at(swept.sel(start=0), 5.0, K=3)
     assert one["starts"] == 1 and np.isnan(one["between_sd"])
     assert one["stderr"] == pytest.approx(eg[0].std(ddof=1) / np.sqrt(2), rel=1e-12)
+
+
+def test_long_times_reads_starts_and_N(tmp_path, monkeypatch):
+    """The chapter-2 long-time reader on a sweep with dims (L, start, N, run, alpha): per
+    (L, N) the mean over the starts, the s.e. from the start means (recomputed with numpy) and
+    the ODE averaged over the starts' stored states; the paired z."""
+    from tsode.book import ensembles as E
+    from tsode.book import long_runs
+
+    specs, data = tmp_path / "specs", tmp_path / "data"
+    specs.mkdir()
+    (specs / "tinylong.toml").write_text(
+        "[setup]\nactivation = 'erf'\neta = 0.2\nsigma = 0.1\n"
+        "[network]\nM = 2\nL = [1]\nstart = [0, 1, 2]\n"
+        "[run]\nengine = 'reduced'\nN = [100, 200]\nruns = 1\nalpha_max = 20.0\n"
+        "n_alphas = 10\nalpha_min = 1.0\n")
+    monkeypatch.setattr(long_runs, "SPECS", specs)
+    monkeypatch.setattr(long_runs, "DATA", data)
+    monkeypatch.setattr(long_runs, "ROOT", tmp_path)
+    long_runs.compute("tinylong", executor=ThreadPoolExecutor(1))
+    res = E.long_times(E.LongTimesSettings(cache="tinylong", alpha_ode=30.0))
+    assert not res.missing and set(res.curves) == {(1, 100), (1, 200)}
+    ds = long_runs.load("tinylong")
+    for row in res.table:
+        eg = ds.eg.sel(L=1, N=row["N"]).sel(alpha=row["alpha"]).values  # (start, run = 1)
+        assert (row["starts"], row["runs"]) == (3, 1)
+        assert row["mean"] == pytest.approx(eg.mean(), rel=1e-13)
+        assert row["stderr"] == pytest.approx(eg.mean(1).std(ddof=1) / np.sqrt(3), rel=1e-12)
+        odes = [tsode.integrate(E.stored_state(ds, L=1, N=row["N"], start=s),
+                                E.setup_of(ds), row["alpha"], alphas=[0.0, row["alpha"]]).eg[-1]
+                for s in (0, 1, 2)]
+        # long_times interpolates its ODE log-linearly on a 300-point grid: ~1e-4 relative
+        assert row["ode"] == pytest.approx(np.mean(odes), rel=1e-3)
+        d = eg[:, 0] - np.array(odes)
+        z = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+        assert row["z"] == pytest.approx(z, abs=1e-3 * np.mean(odes) / (d.std(ddof=1) / np.sqrt(3)))
