@@ -12,13 +12,22 @@ from tsode.book import long_runs
 from tsode.sweeps import load_spec
 
 CACHED = sorted(p.stem for p in long_runs.DATA.glob("*.nc"))
+#: long runs still from one start (issue 18, not regenerated yet: erf_long costs ~20 core-minutes
+#: more than the session's budget allowed; its spec and cache are unchanged, so its records
+#: carry no ``starts``). Remove a name once its spec sweeps ``start`` and its cache is rebuilt.
+ONE_START = {"erf_long"}
 
 
 def test_every_spec_parses_and_every_cache_has_a_spec():
     assert long_runs.names(), "no long-run specs in book/specs"
     for name in long_runs.names():
         spec = load_spec(long_runs.SPECS / f"{name}.toml")
-        assert spec.engine == "reduced" and spec.values["runs"] >= 8
+        # issue 18: >= 8 independent starts for every ensemble read at alpha >= 1e4, and at
+        # least 8 runs per task in all
+        starts = spec.values.get("start", [0])
+        assert spec.engine == "reduced" and len(starts) * spec.values["runs"] >= 8
+        if spec.values["alpha_max"] >= 1e4 and name not in ONE_START:
+            assert "start" in spec.swept and len(starts) >= 8, name
         assert min(spec.values["N"] if isinstance(spec.values["N"], list)
                    else [spec.values["N"]]) >= 500
     assert set(CACHED) <= set(long_runs.names())

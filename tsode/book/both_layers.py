@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..classification import classify
 from ..ode import integrate
 from ..order_parameters import Setup
 from .accuracy import fixed_point_accuracy, ode_variants, ratio_accuracy, spread
@@ -92,10 +93,18 @@ class BothLayers(Result):
     fp_ratio : {"erf": (S,) K ε_g*(K) / (M ε_g*(K = M)), ~1 for denoisers}.
     fp_halving : {"erf": ε_g*(K = 2M) / ε_g*(K = M)} (~1/2).
     fp_deviation : {"erf": max over K ≤ 2M of |ode / fixed point − 1|}.
+    fp_excess : {"erf": (S,) ode / fixed point − 1 at alpha_read, per K}.
+    roles_text : {"erf": {K: :func:`tsode.asymptotics.describe` summary of the ODE's state at
+        alpha_read}}, e.g. "2 specialised, 1 silent, 2 anti-aligned, 2 anti-aligned pair(s)".
+    below_K : {"erf": {K: the K' < K whose denoising fixed point is nearest the ODE value of K
+        at alpha_read}} (K itself when its own denoiser is nearer).
     ratio_last : {act: ε_g(largest K) / ε_g(K = M) of the ODE at alpha_read} (NaN without K = M).
     ode_spread : {act: max/min − 1 of ode[act] over K}.
     mean_exponent : {act: mean of final_exponent[act] over K}.
     v_mean_at_M : {act: mean of final_v[act][M]} (NaN without K = M).
+    kinds : {act: (S,) what the ODE's state at alpha_read is, per K: "fixed point", "saddle",
+        "still drifting" (:func:`tsode.classification.classify` with α = alpha_read)}.
+    kinds_text : {act: "K = 2: fixed point; K = 3: still drifting; ..."}.
     """
 
     M: int
@@ -121,17 +130,24 @@ class BothLayers(Result):
     fp_ratio: dict
     fp_halving: dict
     fp_deviation: dict
+    fp_excess: dict
+    roles_text: dict
+    below_K: dict
     ratio_last: dict
     ode_spread: dict
     mean_exponent: dict
     v_mean_at_M: dict
+    kinds: dict
+    kinds_text: dict
 
 
 #: the fields of BothLayers that are dicts {act: value}
 PER_ACTIVATION = ("K", "alpha_read", "trajectories", "state0", "setup", "ode", "ode_at_sgd",
                   "final_v", "final_exponent", "sgd", "sgd_mean", "sgd_err", "fixed_points",
                   "fp_at_M", "fp_reference", "fp_ratio", "fp_halving", "fp_deviation",
-                  "ratio_last", "ode_spread", "mean_exponent", "v_mean_at_M")
+                  "fp_excess", "roles_text", "below_K",
+                  "ratio_last", "ode_spread", "mean_exponent", "v_mean_at_M", "kinds",
+                  "kinds_text")
 #: significant digits the chapter prints of ode[act]: linear networks at alpha = 1e7 drift like
 #: alpha^-1/2 and their error is known to ~3e-5 relative at the default tolerances (it moves that
 #: much between CPUs), hence 2
@@ -164,6 +180,7 @@ def _one_activation(s: BothLayersSettings, act: str, seed: int) -> dict:
     ode = np.array([trs[K].eg[-1] for K in s.K])
     exponent = np.array([decade_exponent(trs[K]) for K in s.K])
     final_v = {K: trs[K].v[-1].copy() for K in s.K}
+    kinds = [classify(trs[K].final, setup, alpha=s.alpha_read).kind for K in s.K]
     return dict(
         K=list(s.K), alpha_read=s.alpha_read, trajectories=trs, state0=state0, setup=setup,
         ode=ode, ode_at_sgd=np.array([trs[K].eg[i_sgd] for K in s.K]), final_v=final_v,
@@ -174,18 +191,27 @@ def _one_activation(s: BothLayersSettings, act: str, seed: int) -> dict:
         ode_spread=float(ode.max() / ode.min() - 1),
         mean_exponent=float(exponent.mean()),
         v_mean_at_M=float(final_v[s.M].mean()) if s.M in final_v else np.nan,
+        kinds=kinds, kinds_text="; ".join(f"K = {K}: {k}" for K, k in zip(s.K, kinds)),
         acc_ode=np.array([spread(lambda t: t.eg[-1], trs[K], alts[K]) for K in s.K]),
         acc_final_exponent=np.array([spread(decade_exponent, trs[K], alts[K]) for K in s.K]))
 
 
-def _denoisers(s: BothLayersSettings, ode) -> dict:
+def _denoisers(s: BothLayersSettings, ode, acc_ode, trajectories) -> dict:
     """erf: the denoising fixed points for every K and the numbers derived from them (the
     erf-only fields of :class:`BothLayers`, accuracies under "acc_" + name)."""
+    from ..asymptotics import describe
+
     Ks, M = np.array(s.K), s.M
     fps = np.array([_denoiser(K, M, s.eta, s.sigma) for K in s.K])
     at_M, acc_M = _denoiser(M, M, s.eta, s.sigma)
     small = Ks <= 2 * M
+    nearest = {K: int(Ks[:i + 1][np.argmin(np.abs(fps[:i + 1, 0] - ode[i]))])
+               for i, K in enumerate(s.K)}
     return dict(
+        fp_excess=ode / fps[:, 0] - 1,
+        acc_fp_excess=ratio_accuracy(ode, acc_ode, fps[:, 0], fps[:, 1]),
+        roles_text={K: describe(trajectories[K].final).summary() for K in s.K},
+        below_K=nearest,
         fixed_points=fps[:, 0], acc_fixed_points=fps[:, 1], fp_at_M=at_M,
         fp_reference=M * at_M / Ks,
         fp_ratio=Ks * fps[:, 0] / (M * at_M),
@@ -221,10 +247,11 @@ def both_layers(settings: BothLayersSettings | dict | str = "full", seed: int = 
     out = {act: _one_activation(s, act, seed) for act, s in per.items()}
     for act, s in per.items():
         if act == "erf":
-            out[act].update(_denoisers(s, out[act]["ode"]))
+            d = out[act]
+            d.update(_denoisers(s, d["ode"], d["acc_ode"], d["trajectories"]))
     fields = {f: {a: d[f] for a, d in out.items() if f in d} for f in PER_ACTIVATION}
     accuracy = {f: {a: d["acc_" + f] for a, d in out.items() if "acc_" + f in d} for f in
-                ("ode", "final_exponent", "fixed_points", "fp_ratio")}
+                ("ode", "final_exponent", "fixed_points", "fp_ratio", "fp_excess")}
     any_s = next(iter(per.values()))
     return BothLayers(settings=per, M=any_s.M, sgd_K=any_s.sgd_K, N=any_s.N, runs=any_s.runs,
                       alpha_sgd=any_s.alpha_sgd, accuracy=accuracy,

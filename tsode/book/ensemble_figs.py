@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .plotting import (ACT_COLORS, _sci, label, legend_below, ode_line, panels, reference_line,
-                       sgd_points)
+from .plotting import (ACT_COLORS, _sci, label, legend_below, ode_line, panels, proxy,
+                       reference_line, sgd_points)
 
-__all__ = ["fig_sgd_at_read_time", "fig_long_times", "fig_initialisation"]
+__all__ = ["fig_sgd_at_read_time", "fig_long_times", "fig_initialisation", "fig_start_spread"]
 
 #: legend labels of the reference values (first word of ensembles' reference_source)
 _SHORT = {"closed": r"closed form ($N\to\infty$)", "symmetric-ansatz": "symmetric fixed point",
@@ -16,8 +16,9 @@ _SHORT = {"closed": r"closed form ($N\to\infty$)", "symmetric-ansatz": "symmetri
 
 
 def fig_sgd_at_read_time(res):
-    """ε_g at α = res.alpha against the size, one panel per activation: SGD mean ± s.e.
-    (squares), median (crosses), ODE from the same initial state (line), reference (dashed)."""
+    """ε_g at α = res.alpha against the size, one panel per activation: SGD mean ± s.e. over
+    starts (squares), median (crosses), the ODE from the same initial states (mean over the
+    starts, line), reference (dashed)."""
     acts = list(res.data)
     fig, axes, _ = panels(len(acts), 3.5)
     for i, (ax, act) in enumerate(zip(axes, acts)):
@@ -29,22 +30,32 @@ def fig_sgd_at_read_time(res):
             continue
         x = np.asarray(d["size"])
         sgd_points(ax, x, d["mean"], d["stderr"],
-                   f"SGD mean ($N={d['N']}$, {d['runs']} runs)", "k", "s")
+                   f"SGD mean ($N={d['N']}$, {_ensemble(d)})", "k", "s")
         ax.plot(x, d["median"], "x", color="0.4", label="SGD median")
-        ode_line(ax, x, d["ode"], "ODE, same start", ACT_COLORS[act], marker="o", ms=3)
+        ode_line(ax, x, d["ode"], "ODE, same starts (mean)", ACT_COLORS[act], marker="o", ms=3)
         if not np.all(np.isnan(d["reference"])):
             reference_line(ax, x, d["reference"], _SHORT.get(d["reference_source"].split(" ")[0],
                                                              "reference"), "k")
         label(ax, d["dim"], f"$\\epsilon_g(\\alpha={_sci(d['alpha'])})$", title=title)
-        _size_axes(ax, x)
+        # a log axis when some starts sit on a plateau far above the others (erf at 1e4)
+        _size_axes(ax, x, log=np.nanmax(d["mean"]) > 5 * np.nanmin(d["median"]))
     return fig
 
 
-def _size_axes(ax, x):
-    """Integer size ticks, a scientific y axis from 0, the legend below."""
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+def _ensemble(d) -> str:
+    """ "8 starts × 2 runs", or "8 runs" for a cache from one start."""
+    return (f"{d['runs']} runs" if d.get("starts", 1) == 1 else
+            f"{d['starts']} starts $\\times$ {d['runs']} runs")
+
+
+def _size_axes(ax, x, log=False):
+    """Integer size ticks, a scientific y axis from 0 (or a log axis), the legend below."""
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax.set_ylim(bottom=0)
     ax.set_xticks(x)
-    ax.set_ylim(bottom=0)
     legend_below(ax)
 
 
@@ -84,4 +95,36 @@ def fig_initialisation(res):
             ax.plot(res.K[act], res.eg[(act, start)], style, label=name)
         label(ax, "K", "eg", title=act)
         legend_below(ax)
+    return fig
+
+
+def fig_start_spread(res):
+    """Chapter 3, ReLU both layers over starts (:func:`tsode.book.start_spread.start_spread`):
+    (a) ε_g(α) of K = K_lag, one line per start (mean over its runs), the starts still on a
+    plateau at alpha_lag in colour; (b) ε_g at alpha_read against Σ_k v_k², every run of every
+    K, with the line c Σ v²."""
+    fig, (a, b), _ = panels(2, 3.3)
+    if res.missing:
+        for ax in (a, b):
+            ax.text(0.5, 0.5, "cache missing", ha="center", transform=ax.transAxes)
+        return fig
+    x = res.curve_alpha[1:]
+    for eg, lag in zip(res.curves, res.lagging):
+        a.plot(x, eg[1:], color="C3" if lag else "0.6", lw=1.4 if lag else 0.9,
+               zorder=3 if lag else 2)
+    a.axvline(res.alpha_lag, color="k", ls=":", lw=1.0)
+    handles = [proxy("starts on a second plateau", "C3", ls="-"),
+               proxy("other starts", "0.6", ls="-"), proxy(r"$\alpha$ examined", "k", ls=":")]
+    label(a, "alpha", "eg", logx=True, logy=True, title=f"(a) ReLU, $K={res.K_lag}$, per start")
+    legend_below(a, handles=handles)
+    top = max(float(sc[:, 0].max()) for sc in res.scatter.values())
+    for j, (K, sc) in enumerate(res.scatter.items()):
+        b.plot(sc[:, 0], sc[:, 1], "o^sDv"[j % 5], mfc="white", ms=4, color=f"C{j}",
+               label=f"$K={K}$")
+    grid = np.array([0.0, top * 1.05])
+    b.plot(grid, res.floor_c * grid, "k--", lw=1.0, label=r"$c\,\sum_k v_k^2$")
+    label(b, r"$\sum_k v_k^2$", f"$\\epsilon_g(\\alpha={_sci(res.alpha_read)})$",
+          title="(b) every run, all $K$")
+    b.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    legend_below(b, ncol=3)
     return fig

@@ -1,12 +1,16 @@
 r"""SGD ensembles from the cached long runs (``book/data/*.nc``), read at the α where the
-chapters read ε_g*, beside the ODE integrated from the ensemble's own initial state.
+chapters read ε_g*, beside the ODE integrated from the ensemble's own initial states.
 
-Chapters 2 and 3 (issue 12, points 3 and 4). A cached sweep (:func:`tsode.book.long_runs.load`)
-holds, per network size (dimension ``L`` or ``K``), ``runs`` reduced-SGD runs started from one
-macroscopic state (stored at α = 0: all runs of a task share it) with ε_g, Q, R, v at
-``alpha``. The ODE line is integrated from that stored run-0 state, so SGD and ODE start from
-the same point; the difference at α is then the finite-N correction (O(1/N) in ε_g*) plus the
-ensemble's statistical error.
+Chapters 2 and 3 (issues 12 and 18). A cached sweep (:func:`tsode.book.long_runs.load`) holds,
+per network size (dimension ``L`` or ``K``), S independent macroscopic starts (dimension
+``start``) with R reduced-SGD runs each (dimension ``run``; all runs of a start share its
+state, stored at α = 0), with ε_g, Q, R, v at ``alpha``. The value read is the mean over all
+runs; its standard error comes from the spread between the start means, and the between-start
+and within-start standard deviations are estimated separately (:func:`tsode.statistics.
+two_level`). The ODE is integrated from each start's stored state, so SGD and ODE start from
+the same points; the paired difference (start mean − ODE from that start) is then the finite-N
+correction (O(1/N) in ε_g*) plus the ensemble's statistical error, free of the between-start
+spread. Caches computed before the start axis (one start, ``run`` only) are read as S = 1.
 
 A missing or stale cache does not crash a chapter: :func:`load_ensemble` returns ``None`` and a
 message (the :class:`~tsode.book.long_runs.StaleCache` text, with the command that recomputes
@@ -23,13 +27,14 @@ import numpy as np
 
 from ..ode import integrate
 from ..order_parameters import OrderParameters, Setup
+from ..statistics import two_level
 from . import long_runs
 from .both_layers import BothLayersSettings  # noqa: F401  (registers the chapter's settings)
 from .chapter import (MODES, Result, Settings, register, seed_for, settings_of, shared_start,
                       timed)
 
 __all__ = ["load_ensemble", "ensemble_stats", "stored_state", "setup_of", "sgd_at",
-           "ode_from_store", "size_dim"]
+           "ode_from_store", "size_dim", "starts_of", "start_runs"]
 
 
 def size_dim(ds) -> str:
@@ -38,6 +43,24 @@ def size_dim(ds) -> str:
         if d in ds.dims:
             return d
     raise ValueError(f"the sweep has neither an L nor a K dimension: {dict(ds.sizes)}")
+
+
+def starts_of(ds) -> list:
+    """The starts of a cached sweep: the ``start`` coordinate, or [None] for a sweep from one
+    start (no ``start`` dimension)."""
+    return [int(s) for s in ds["start"].values] if "start" in ds.dims else [None]
+
+
+def _with_start(sel: dict, start) -> dict:
+    return sel if start is None else dict(sel, start=start)
+
+
+def start_runs(da):
+    """(..., S, R) values of a DataArray with dims ``start`` (optional) and ``run`` last:
+    S = 1 without a start dimension."""
+    if "start" in da.dims:
+        return da.transpose(..., "start", "run").values
+    return da.transpose(..., "run").values[..., None, :]
 
 
 def load_ensemble(name: str, **expected):
@@ -75,8 +98,11 @@ def _K(ds, sel: dict) -> int:
 
 def stored_state(ds, **sel) -> OrderParameters:
     """The initial state (α = 0) of run 0 of the task ``sel`` (e.g. ``L=2`` or ``K=4``; plus
-    ``N=500`` for sweeps over N), cut to its K units. All runs of a task start from it
-    (ValueError otherwise)."""
+    ``start=3`` for sweeps over starts, ``N=500`` for sweeps over N), cut to its K units. All
+    runs of a task start from it (ValueError otherwise, and when a swept start is not given)."""
+    if "start" in ds.dims and "start" not in sel:
+        raise ValueError(f"the sweep has {ds.sizes['start']} starts: give start= (one of "
+                         f"{starts_of(ds)}) in {sel}")
     K = _K(ds, {k: v for k, v in sel.items() if k in ("L", "K")})
     t = ds.sel(sel).isel(alpha=0)
     Q, R, v = (t[n].values for n in ("Q", "R", "v"))
@@ -88,18 +114,28 @@ def stored_state(ds, **sel) -> OrderParameters:
 
 
 def ensemble_stats(eg) -> dict:
-    """mean, stderr (std/√runs, ddof = 1), median and runs of ε_g over runs (last axis)."""
+    """Statistics of ε_g over an ensemble ``eg`` of shape (..., S, R), S starts × R runs:
+    mean over all, stderr from the start means (:func:`tsode.statistics.two_level`; S = 1:
+    std/√R over the runs, ddof = 1), between_sd and within_sd (NaN when they cannot be split),
+    median over all, starts S and runs R (per start)."""
     eg = np.asarray(eg, dtype=float)
-    n = eg.shape[-1]
-    return dict(mean=eg.mean(-1), stderr=eg.std(-1, ddof=1) / np.sqrt(n),
-                median=np.median(eg, -1), runs=n)
+    S, R = eg.shape[-2:]
+    median = np.median(eg.reshape(*eg.shape[:-2], S * R), -1)
+    if S == 1:
+        one = eg[..., 0, :]
+        nan = np.full(one.shape[:-1], np.nan)
+        return dict(mean=one.mean(-1), stderr=one.std(-1, ddof=1) / np.sqrt(R), median=median,
+                    between_sd=nan, within_sd=one.std(-1, ddof=1), starts=1, runs=R)
+    t = two_level(eg)
+    return dict(mean=t.mean, stderr=t.stderr, median=median, between_sd=t.between_sd,
+                within_sd=t.within_sd, starts=S, runs=R)
 
 
 def sgd_at(ds, alpha: float, **sel) -> dict:
-    """Ensemble statistics (:func:`ensemble_stats`) of ε_g at the stored time nearest
-    ``alpha`` for task ``sel``, with that time ("alpha") and N."""
+    """Ensemble statistics (:func:`ensemble_stats`, over starts and runs) of ε_g at the stored
+    time nearest ``alpha`` for task ``sel``, with that time ("alpha") and N."""
     i = int(np.argmin(np.abs(ds["alpha"].values - alpha)))
-    eg = ds["eg"].sel(sel).isel(alpha=i).values
+    eg = start_runs(ds["eg"].sel(sel).isel(alpha=i))
     N = int(sel.get("N", _spec(ds)["N"]))
     return dict(ensemble_stats(eg), alpha=float(ds["alpha"].values[i]), N=N)
 
@@ -151,6 +187,30 @@ def _reference(layers: str, act: str, K: int, M: int, setup: Setup):
     return None, ""
 
 
+def _paired_z(start_means, ode_starts, stderr) -> float:
+    """(SGD − ODE) in standard errors: with S ≥ 2 starts the paired differences d_s = (start
+    mean − ODE from that start), z = mean(d) / (sd(d)/√S), free of the between-start spread;
+    with one start (mean − ODE)/stderr."""
+    d = np.asarray(start_means) - np.asarray(ode_starts)
+    if d.size < 2:
+        return float(d.mean() / stderr)
+    return float(d.mean() / (d.std(ddof=1) / np.sqrt(d.size)))
+
+
+def _one_size(name: str, ds, sel: dict, cheap: bool) -> dict:
+    """SGD statistics at ALPHA_READ of one size ``sel`` over starts and runs, the ODE from each
+    start's stored state (NaN when not ``cheap``) and the paired z."""
+    st = sgd_at(ds, ALPHA_READ, **sel)
+    i = int(np.argmin(np.abs(ds["alpha"].values - ALPHA_READ)))
+    start_means = start_runs(ds["eg"].sel(sel).isel(alpha=i)).mean(-1)
+    starts = starts_of(ds)
+    ode_starts = np.array([float(ode_from_store(name, [0.0, st["alpha"]],
+                                                **_with_start(sel, s)).eg[-1]) if cheap
+                           else np.nan for s in starts])
+    return dict(st, start_means=start_means, ode_starts=ode_starts, ode=float(ode_starts.mean()),
+                z=_paired_z(start_means, ode_starts, st["stderr"]))
+
+
 def _one_activation(layers: str, act: str, mode: str) -> dict:
     name = CACHES[(layers, act)]
     ds, msg = load_ensemble(name)
@@ -158,24 +218,27 @@ def _one_activation(layers: str, act: str, mode: str) -> dict:
         return dict(name=name, missing=msg)
     dim, spec, setup = size_dim(ds), _spec(ds), setup_of(ds)
     out = dict(name=name, missing="", dim=dim, size=[], K=[], mean=[], stderr=[], median=[],
-               ode=[], reference=[], reference_source="", runs=None, N=spec["N"],
+               between_sd=[], within_sd=[], start_means=[], ode_starts=[], ode=[], z=[],
+               reference=[], reference_source="", runs=None, starts=None, N=spec["N"],
                eta=setup.eta, sigma=setup.sigma, M=spec["M"], v=spec["v"],
                v_scale=spec["v_scale"], init=spec["init"])
     for n in ds[dim].values:
         sel = {dim: int(n)}
         K = _K(ds, sel)
-        st = sgd_at(ds, ALPHA_READ, **sel)
-        cheap = mode == "full" or K <= FAST_MAX_K
-        ode = float(ode_from_store(name, [0.0, st["alpha"]], **sel).eg[-1]) if cheap else np.nan
+        one = _one_size(name, ds, sel, mode == "full" or K <= FAST_MAX_K)
         ref, src = _reference(layers, act, K, spec["M"], setup)
-        for key, val in (("size", int(n)), ("K", K), ("mean", float(st["mean"])),
-                         ("stderr", float(st["stderr"])), ("median", float(st["median"])),
-                         ("ode", ode), ("reference", np.nan if ref is None else ref)):
-            out[key].append(val)
-        out.update(runs=st["runs"], alpha=st["alpha"], reference_source=src)
-    for key in ("mean", "stderr", "median", "ode", "reference"):
+        out["size"].append(int(n))
+        out["K"].append(K)
+        out["reference"].append(np.nan if ref is None else ref)
+        for key in ("mean", "stderr", "median", "between_sd", "within_sd", "ode", "z"):
+            out[key].append(float(one[key]))
+        for key in ("start_means", "ode_starts"):
+            out[key].append(one[key])
+        out.update(runs=one["runs"], starts=one["starts"], alpha=one["alpha"],
+                   reference_source=src)
+    for key in ("mean", "stderr", "median", "between_sd", "within_sd", "ode", "z", "reference",
+                "start_means", "ode_starts"):
         out[key] = np.array(out[key])
-    out["z"] = (out["mean"] - out["ode"]) / out["stderr"]
     return out
 
 
@@ -186,18 +249,29 @@ class SgdAtReadTime(Result):
     layers : "first" (chapter 2) or "both" (chapter 3).
     mode : "fast" (ODEs only for K ≤ FAST_MAX_K, NaN beyond) or "full".
     alpha : ALPHA_READ, where the ensembles are read.
-    data : {act: dict(name, missing="", dim ("L" or "K"), size (S,), K (S,), mean, stderr,
-        median, ode, z = (mean − ode)/stderr, reference (S,) arrays, reference_source, runs, N,
-        alpha, eta, sigma, M, v, v_scale, init)}, or {act: dict(name, missing=message)} when
-        the cache is missing or stale.
-    mean, stderr, median, ode : {act: (S,)} of the loaded activations (printed with ``fmt``).
-    N, runs : N and runs of the first loaded cache (None if none is loaded).
+    data : {act: dict(name, missing="", dim ("L" or "K"), size (S,), K (S,), mean, stderr (from
+        the start means), median, between_sd, within_sd (:func:`ensemble_stats`), start_means
+        (S, starts), ode_starts (S, starts) the ODE from each start's stored state, ode (S,)
+        their mean, z (S,) the paired (SGD − ODE) in standard errors (:func:`_paired_z`),
+        reference (S,), reference_source, starts, runs (per start), N, alpha, eta, sigma, M, v,
+        v_scale, init)}, or {act: dict(name, missing=message)} when the cache is missing or
+        stale.
+    mean, stderr, median, ode, between_sd : {act: (S,)} of the loaded activations (printed
+        with ``fmt``).
+    N, starts, runs : N, starts and runs per start of the first loaded cache (None if none is
+        loaded).
     disagree : the points where SGD and ODE differ by more than 3 standard errors, as text
         (:func:`disagreements`).
     reference_dev : {act: max over sizes of |mean / reference − 1|} (NaN without a reference
         or without the cache).
     mean_text : {act: the SGD means, ", "-separated at 3 significant digits} ("n/a (cache
         missing)" without the cache).
+    ode_text, median_text : {act: the ODE values (mean over the starts), the SGD medians, the
+        same way}.
+    plateau_text : {act: per size with starts still on a plateau at alpha (a start mean above
+        PLATEAU_FACTOR times the median of the start means), "K = 2: 2, K = 4: 1" (the number
+        of such starts), or "none"}.
+    plateau_eg_text : {act: min–max of those start means (3 significant digits), or "none"}.
     """
 
     layers: str
@@ -208,16 +282,24 @@ class SgdAtReadTime(Result):
     stderr: dict
     median: dict
     ode: dict
+    between_sd: dict
     N: int | None
+    starts: int | None
     runs: int | None
     disagree: str
     reference_dev: dict
     mean_text: dict
+    ode_text: dict
+    median_text: dict
+    plateau_text: dict
+    plateau_eg_text: dict
 
     def lines(self) -> list[str]:
         """The chapters' printed table: per activation and size the SGD mean ± s.e. (2
-        digits), median and ODE (3 digits; "not integrated (fast mode)" where it is NaN), or
-        the message of a missing cache."""
+        digits), the between-start sd (2 digits; "not resolved" where the ANOVA estimate is
+        truncated at 0), median and ODE (mean over the starts, 3
+        digits; "not integrated (fast mode)" where it is NaN), or the message of a missing
+        cache."""
         out = []
         for act, d in self.data.items():
             if d["missing"]:
@@ -226,10 +308,47 @@ class SgdAtReadTime(Result):
             for i, n in enumerate(d["size"]):
                 ode = (self.fmt("ode", act, i, digits=3) if np.isfinite(d["ode"][i])
                        else "not integrated (fast mode)")
+                sd = d["between_sd"][i]
+                between = ("" if not np.isfinite(sd) else ", between-start sd not resolved"
+                           if sd == 0 else
+                           f", between-start sd {self.fmt('between_sd', act, i, digits=2)}")
                 out.append(f"{act:6s} {d['dim']} = {n}: SGD {self.fmt('mean', act, i)} +- "
-                           f"{self.fmt('stderr', act, i, digits=2)} (median "
+                           f"{self.fmt('stderr', act, i, digits=2)}{between} (median "
                            f"{self.fmt('median', act, i)}), ODE {ode}")
         return out
+
+
+#: a start whose mean ε_g exceeds this factor times the median of the start means is counted as
+#: still on a plateau (plateaus sit orders of magnitude above the noise floor)
+PLATEAU_FACTOR = 10.0
+
+
+def _plateaued(d: dict) -> list:
+    """Per size, the boolean (starts,) mask of the starts still on a plateau at d["alpha"]."""
+    return [m > PLATEAU_FACTOR * np.median(m) for m in d["start_means"]]
+
+
+def _plateau_text(d: dict) -> str:
+    if d["missing"]:
+        return "n/a (cache missing)"
+    parts = [f"{d['dim']} = {n}: {int(mask.sum())}" for n, mask in zip(d["size"], _plateaued(d))
+             if mask.any()]
+    return ", ".join(parts) or "none"
+
+
+def _plateau_eg_text(d: dict) -> str:
+    if d["missing"]:
+        return "n/a (cache missing)"
+    high = np.concatenate([m[mask] for m, mask in zip(d["start_means"], _plateaued(d))])
+    return f"{high.min():.3g}–{high.max():.3g}" if high.size else "none"
+
+
+def _text(d: dict, key: str) -> str:
+    """d[key] ", "-separated at 3 significant digits ("n/a" for NaN), or "n/a (cache
+    missing)"."""
+    if d["missing"]:
+        return "n/a (cache missing)"
+    return ", ".join(f"{m:.2e}" if np.isfinite(m) else "n/a" for m in d[key])
 
 
 def _reference_dev(d: dict) -> float:
@@ -239,8 +358,8 @@ def _reference_dev(d: dict) -> float:
 
 def sgd_at_read_time(layers: str, mode: str = "full",
                      activations=("erf", "linear", "relu")) -> SgdAtReadTime:
-    """Cached SGD ensembles (N = 1000, ≥ 8 runs, reduced engine) at α = ALPHA_READ beside the
-    ODE from the same stored initial state and the reference value (fixed point or closed form),
+    """Cached SGD ensembles (N = 1000, 8 starts × 2 runs, reduced engine) at α = ALPHA_READ
+    beside the ODE from the same stored initial states and the reference value (fixed point or closed form),
     for each activation of chapter 2 (``layers="first"``) or 3 (``"both"``); see
     :class:`SgdAtReadTime`. The cached SGD numbers are read from a file (accuracy 0), the ODE
     values carry ODE_REL_ACCURACY.
@@ -257,18 +376,25 @@ def sgd_at_read_time(layers: str, mode: str = "full",
         mean={a: d["mean"] for a, d in ok.items()},
         stderr={a: d["stderr"] for a, d in ok.items()},
         median={a: d["median"] for a, d in ok.items()},
-        ode={a: d["ode"] for a, d in ok.items()}, N=first.get("N"), runs=first.get("runs"),
+        ode={a: d["ode"] for a, d in ok.items()},
+        between_sd={a: d["between_sd"] for a, d in ok.items()}, N=first.get("N"),
+        starts=first.get("starts"), runs=first.get("runs"),
         disagree="", reference_dev={a: _reference_dev(d) for a, d in data.items()},
-        mean_text={a: ", ".join(f"{m:.2e}" for m in d["mean"]) if not d["missing"]
-                   else "n/a (cache missing)" for a, d in data.items()},
-        accuracy=dict(mean=0.0, stderr=0.0, median=0.0,
+        mean_text={a: _text(d, "mean") for a, d in data.items()},
+        ode_text={a: _text(d, "ode") for a, d in data.items()},
+        median_text={a: _text(d, "median") for a, d in data.items()},
+        plateau_text={a: _plateau_text(d) for a, d in data.items()},
+        plateau_eg_text={a: _plateau_eg_text(d) for a, d in data.items()},
+        accuracy=dict(mean=0.0, stderr=0.0, median=0.0, between_sd=0.0,
                       ode={a: ODE_REL_ACCURACY * np.abs(d["ode"]) for a, d in ok.items()}))
     return dataclasses.replace(res, disagree=disagreements(res))
 
 
 def summary_records(res, chapter: int) -> list[dict]:
     """summary.json records (tsode.book.pages.record) of :func:`sgd_at_read_time`: per
-    activation and size, the SGD ensemble (method sgd_reduced) and the ODE (method ode)."""
+    activation and size, the SGD ensemble (method sgd_reduced: mean over starts and runs,
+    stderr from the start means, between_sd, starts, runs per start) and the ODE (method ode,
+    the mean over the starts of the ODE from each stored start)."""
     out = []
     for act, d in res.data.items():
         if d["missing"]:
@@ -282,11 +408,16 @@ def summary_records(res, chapter: int) -> list[dict]:
             tag = f"ch{chapter}-{act}-{res.layers}-{d['dim']}{n}-a{d['alpha']:.0e}"
             out.append(dict(base, id=f"{tag}-sgd", quantity=f"eps_g, {d['dim']} = {n}",
                             value=d["mean"][i], stderr=d["stderr"][i], method="sgd_reduced",
-                            N=d["N"], runs=d["runs"]))
+                            N=d["N"], runs=d["runs"], starts=d["starts"],
+                            between_sd=_finite_or_none(d["between_sd"][i])))
             if not np.isnan(d["ode"][i]):
                 out.append(dict(base, id=f"{tag}-ode", quantity=f"eps_g, {d['dim']} = {n}",
                                 value=d["ode"][i], stderr=None, method="ode"))
     return out
+
+
+def _finite_or_none(x):
+    return float(x) if np.isfinite(x) else None
 
 
 # ------------------------------------------------------------------------------------------
@@ -317,11 +448,12 @@ class LongTimes(Result):
     missing : "" when the cache is loaded, else the message (what is wrong, the command that
         recomputes it); the other fields are then empty or None.
     name : the cache.
-    curves : {(L, N): dict(alpha (T,), mean (T,), stderr (T,), median (T,), runs, ode_alpha,
-        ode_eg (the ODE from the task's stored start), ode_end)}.
+    curves : {(L, N): dict(alpha (T,), mean (T,), stderr (T,), median (T,), between_sd (T,),
+        within_sd (T,), starts, runs (per start), ode_alpha, ode_eg (the mean of the ODEs from
+        the starts' stored states), ode_end)}.
     eg_sym : {L: ε_g* of the symmetric fixed point}.
-    table : rows dict(L, N, alpha, mean, stderr, median, ode, runs, z = (mean − ode)/stderr) at
-        α = 10⁴ and at the last stored α.
+    table : rows dict(L, N, alpha, mean, stderr, median, ode, starts, runs, z (paired over
+        starts, :func:`_paired_z`)) at α = 10⁴ and at the last stored α.
     alpha_max, alpha_ode : last stored α of the SGD runs, end of the ODE.
     M, eta, sigma : of the cached sweep.
     verdict : :func:`long_verdict` of the table (z_max = 2).
@@ -348,23 +480,27 @@ def _long_sizes(ds) -> list:
 
 def _long_task(name, ds, sel, grid) -> tuple[dict, list]:
     """(curve, table rows) of one task ``sel`` of the cached sweep: the ensemble statistics
-    over the stored times, the ODE from the task's stored start on ``grid``, and the rows at
-    α = 10⁴ and at the last stored α."""
+    over starts and runs at the stored times, the ODE from each start's stored state on
+    ``grid`` (the curve: their mean), and the rows at α = 10⁴ and at the last stored α (ode:
+    the mean over starts; z: paired, :func:`_paired_z`)."""
     alpha = ds["alpha"].values
-    eg = ds["eg"].sel(sel).transpose(..., "alpha", "run").values
-    ok = ~np.isnan(eg).any(-1)
+    eg = start_runs(ds["eg"].sel(sel).transpose("alpha", ...))  # (T, S, R)
+    ok = ~np.isnan(eg).any((-2, -1))
     st = ensemble_stats(eg[ok])
-    tr = ode_from_store(name, grid, **sel)
+    trs = [ode_from_store(name, grid, **_with_start(sel, s)) for s in starts_of(ds)]
+    ode_eg = np.mean([tr.eg for tr in trs], axis=0)
     rows = []
     for a_read in sorted({1e4, float(alpha[ok].max())}):
         i = int(np.argmin(np.abs(alpha[ok] - a_read)))
-        ode = float(np.interp(np.log(alpha[ok][i]), np.log(tr.alpha[1:]), tr.eg[1:]))
+        odes = np.array([np.interp(np.log(alpha[ok][i]), np.log(tr.alpha[1:]), tr.eg[1:])
+                         for tr in trs])
         rows.append(dict(L=sel["L"], N=sel.get("N", _spec(ds)["N"]), alpha=float(alpha[ok][i]),
                          mean=float(st["mean"][i]), stderr=float(st["stderr"][i]),
-                         median=float(st["median"][i]), ode=ode, runs=st["runs"],
-                         z=float((st["mean"][i] - ode) / st["stderr"][i])))
-    curve = dict(alpha=alpha[ok], ode_alpha=tr.alpha, ode_eg=tr.eg, ode_end=float(tr.eg[-1]),
-                 **st)
+                         median=float(st["median"][i]), ode=float(odes.mean()),
+                         starts=st["starts"], runs=st["runs"],
+                         z=_paired_z(eg[ok][i].mean(-1), odes, st["stderr"][i])))
+    curve = dict(alpha=alpha[ok], ode_alpha=trs[0].alpha, ode_eg=ode_eg,
+                 ode_end=float(ode_eg[-1]), **st)
     return curve, rows
 
 
@@ -415,9 +551,10 @@ def long_records(res) -> list[dict]:
             id=f"ch2-erf-first-long-L{L}-N{N}-sgd", chapter=2, activation="erf", layers="first",
             claim="finite-N SGD at long times beside the ODE escape from the symmetric saddle",
             quantity=f"eps_g, L = {L}", value=row["mean"], stderr=row["stderr"],
-            method="sgd_reduced", alpha=row["alpha"], N=N, runs=row["runs"], K=res.M + L,
+            method="sgd_reduced", alpha=row["alpha"], N=N, runs=row["runs"],
+            starts=row["starts"], K=res.M + L,
             M=res.M, eta=res.eta, sigma=res.sigma, reference=row["ode"],
-            reference_source="ODE from the same initial state (tsode.integrate)"))
+            reference_source="ODE from the same initial states, mean over the starts"))
     return out
 
 
@@ -431,14 +568,15 @@ def disagreements(res, z_max: float = 3.0) -> str:
 
 
 def unit_norms(name: str, alpha: float, **sel) -> np.ndarray:
-    """(runs, K) norms Q_kk of the student units in the cached sweep ``name`` at the stored
-    time nearest ``alpha`` (task ``sel``)."""
+    """(S·R, K) norms Q_kk of the student units of every run (all starts) in the cached sweep
+    ``name`` at the stored time nearest ``alpha`` (task ``sel``)."""
     ds, msg = load_ensemble(name)
     if ds is None:
         raise long_runs.StaleCache(msg)
     K = _K(ds, {k: v for k, v in sel.items() if k in ("L", "K")})
     i = int(np.argmin(np.abs(ds["alpha"].values - alpha)))
-    Q = ds["Q"].sel(sel).isel(alpha=i).values[:, :K, :K]
+    Q = ds["Q"].sel(sel).isel(alpha=i).transpose(..., "k", "k2").values
+    Q = Q.reshape(-1, *Q.shape[-2:])[:, :K, :K]
     return np.einsum("rkk->rk", Q)
 
 
@@ -451,9 +589,9 @@ class ReluLateDrift(Result):
     ode_chapter : (2,) ODE ε_g at α = 10³, 10⁴ from the chapter's start.
     ode_chapter_norms : (K,) its unit norms Q_kk at 10⁴; ode_chapter_dead / ode_chapter_alive
         their min (a dead unit) / max.
-    ode_store, ode_store_norms : the same from the ensemble's stored start.
+    ode_store, ode_store_norms : the same from the stored state of the ensemble's first start.
     eg_1e3, eg_1e4 : :func:`sgd_at` dicts of the SGD ensemble at 10³ and 10⁴.
-    min_norm, max_norm : (runs,) smallest / largest Q_kk per SGD run at 10⁴;
+    min_norm, max_norm : (S·R,) smallest / largest Q_kk per SGD run at 10⁴;
         min_norm_range : (min, max) of min_norm over the runs.
     """
 
@@ -491,7 +629,7 @@ def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0) -
     times = [0.0, 1e3, 1e4]
     tr = integrate(state0, Setup("relu", eta=spec["eta"], sigma=spec["sigma"]), 1e4,
                    alphas=times)
-    store = ode_from_store(name, times, L=L)
+    store = ode_from_store(name, times, **_with_start(dict(L=L), starts_of(ds)[0]))
     norms = np.diag(tr.Q[-1]).copy()
     units = unit_norms(name, 1e4, L=L)
     return ReluLateDrift(

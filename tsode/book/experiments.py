@@ -11,7 +11,8 @@ Each experiment lives in the module of its chapter and follows the chapter contr
   :mod:`~tsode.book.ensembles`): :func:`first_layer_curves`, :func:`first_layer_final`,
   :func:`collapse`, :func:`slow_mode`;
   the limit α → ∞ for even L (:mod:`~tsode.book.pair_limit`): :func:`pair_limit`;
-* chapter 3 (:mod:`~tsode.book.both_layers`, :mod:`~tsode.book.ensembles`): :func:`both_layers`;
+* chapter 3 (:mod:`~tsode.book.both_layers`, :mod:`~tsode.book.ensembles`,
+  :mod:`~tsode.book.start_spread`): :func:`both_layers`, :func:`start_spread`;
 * chapter 4 (:mod:`~tsode.book.fixed_point_maps`, :mod:`~tsode.book.split`):
   :func:`fixed_points`, :func:`split_units`.
 
@@ -46,6 +47,7 @@ from .noiseless import Noiseless, NoiselessSettings, noiseless
 from .pair_limit import PairLimit, PairLimitSettings, pair_limit
 from .odes import OdeVsSgd, OdeVsSgdSettings, align_units, ode_vs_sgd
 from .split import SplitUnits, SplitUnitsSettings, split_units
+from .start_spread import StartSpread, StartSpreadSettings, start_spread
 
 __all__ = [
     "MODES", "REGISTRY", "Result", "Settings", "check_overrides", "known_settings", "start",
@@ -58,6 +60,7 @@ __all__ = [
     "long_times", "LongTimes", "LongTimesSettings", "relu_late_drift", "ReluLateDrift",
     "sgd_at_read_time", "SgdAtReadTime", "initialisation_contrast", "Initialisation",
     "both_layers", "BothLayers", "BothLayersSettings", "both_layers_records",
+    "start_spread", "StartSpread", "StartSpreadSettings",
     "fixed_points", "FixedPoints", "FixedPointsSettings", "Case",
     "split_units", "SplitUnits", "SplitUnitsSettings",
     "claimed", "robust_format", "robust_magnitude", "spectrum_summary", "perturbed",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..classification import classify
 from ..fixed_points import count_soft, count_unstable, zero_tol
 from ..ode import integrate
 from ..order_parameters import Setup, generalisation_error
@@ -34,6 +35,8 @@ class Case:
         False = no fixed point, keep the end state; "symmetric" = the slow mode of chapter 2:
         keep the end state, spectrum of the (unstable) symmetric fixed point
         (:func:`tsode.asymptotics.erf_symmetric_fixed_point`).
+    v_init : the student's second layer at the start: "ones" (first layer: v frozen at 1) or
+        "scaled" (both layers: the authors' start of chapter 3, v at the first layer's scale).
     """
 
     activation: str
@@ -42,6 +45,7 @@ class Case:
     eta: float
     alpha: float
     polish: bool | str = True
+    v_init: str = "ones"
 
     def __post_init__(self):
         if self.layers not in ("first", "both"):
@@ -50,10 +54,12 @@ class Case:
             raise ValueError(f"Case.init must be 'random' or 'small', got {self.init!r}")
         if not (self.polish is True or self.polish is False or self.polish == "symmetric"):
             raise ValueError(f"Case.polish must be one of {POLISH}, got {self.polish!r}")
+        if self.v_init not in ("ones", "scaled"):
+            raise ValueError(f"Case.v_init must be 'ones' or 'scaled', got {self.v_init!r}")
 
     def __repr__(self):  # short, for the "Re-running" table (still valid Python)
         return (f"Case({self.activation!r}, {self.layers!r}, {self.init!r}, eta={self.eta!r}, "
-                f"alpha={self.alpha:g}, polish={self.polish!r})")
+                f"alpha={self.alpha:g}, polish={self.polish!r}, v_init={self.v_init!r})")
 
     @property
     def name(self) -> str:
@@ -82,7 +88,8 @@ class FixedPointsSettings(Settings):
     sigma : label noise.
     cases : the rows, a tuple of :class:`Case` (plain tuples in Case's field order are
         converted): erf, ReLU and linear, first layer and both layers, with the initialisation
-        and learning rates of chapters 2 and 3.
+        and learning rates of chapters 2 and 3 (both layers: the authors' start, v at the first
+        layer's scale, as in chapter 3).
     """
 
     K: int = 4
@@ -90,11 +97,11 @@ class FixedPointsSettings(Settings):
     sigma: float = 0.1
     cases: tuple = (
         Case("erf", "first", "random", 0.1, 1e4, "symmetric"),
-        Case("erf", "both", "random", 0.1, 1e6, True),
+        Case("erf", "both", "random", 0.1, 1e7, True, "scaled"),  # the denoiser by 1e7
         Case("relu", "first", "small", 0.2, 1e3, True),
-        Case("relu", "both", "small", 0.1, 1e4, True),
+        Case("relu", "both", "small", 0.1, 1e4, True, "scaled"),
         Case("linear", "first", "small", 0.1, 1e4, True),
-        Case("linear", "both", "small", 0.1, 1e5, False),  # no finite fixed point
+        Case("linear", "both", "small", 0.1, 1e5, False, "scaled"),  # no finite fixed point
     )
 
     def __post_init__(self):
@@ -139,7 +146,15 @@ class FixedPoints(Result):
     shared_v_min : {name: min over teacher units of Σ v_k over their aligned students} (NaN
         when no student is aligned; erf both layers: the copies share v* = 1).
     shared_v_norm_min : {name: the same of Σ v_k √(Q_kk/T_nn)} (ReLU split units add up to 1).
+    signed_shared_v_min : {name: min over teacher units n of Σ_k sign(cos_kn) v_k over the
+        students with |cos_kn| ≥ 0.99 (alive, not silent)}: for an odd activation (erf) a
+        copy may be anti-aligned, (w, v) → (−w, −v) being the same unit; NaN if none.
     norm2_mean : {name: mean of Q_kk}.
+    kind : {name: what the state is, :func:`tsode.classification.classify` ("fixed point",
+        "saddle", "still drifting", "stationary, stability unknown"); ends of integrations are
+        classified at their α}.
+    weak_units_text : {name: the units with Q_kk < 0.1 mean_n T_nn (being pruned, or dead), as
+        "Q_kk = 0.039, 0.009; v_k = 0.11, 0.072" ("none" if there are none)}.
     linthresh : |Re λ| below this is drawn on the linear part of the spectra's symlog axis.
     """
 
@@ -164,7 +179,10 @@ class FixedPoints(Result):
     anti_aligned: dict
     shared_v_min: dict
     shared_v_norm_min: dict
+    signed_shared_v_min: dict
     norm2_mean: dict
+    weak_units_text: dict
+    kind: dict
     linthresh: float = 1e-6
 
 
@@ -174,6 +192,28 @@ _NOT_PER_CASE = {f.name for f in dataclasses.fields(Result)} | {"K", "M", "linth
 
 def _min(values) -> float:
     return float(min(values)) if values else float("nan")
+
+
+def _weak_units(state) -> str:
+    """The units of ``state`` with Q_kk < 0.1 · mean T_nn: "Q_kk = ...; v_k = ..." (2
+    significant digits), or "none"."""
+    q, v = np.diag(np.asarray(state.Q)), np.asarray(state.v)
+    weak = q < 0.1 * np.diag(np.asarray(state.T)).mean()
+    if not weak.any():
+        return "none"
+    return (f"Q_kk = {', '.join(f'{x:.2g}' for x in q[weak])}; "
+            f"v_k = {', '.join(f'{x:.2g}' for x in v[weak])}")
+
+
+def _signed_shared_v(d) -> float:
+    """min over teacher units n of Σ_k sign(cos_kn) v_k over the students k with |cos_kn| ≥
+    the description's align_tol and role other than dead/silent (NaN if no teacher has one);
+    ``d`` a :func:`tsode.asymptotics.describe` result."""
+    live = np.array([r not in ("dead", "silent") for r in d.roles])
+    near = (np.abs(d.cos) >= d.thresholds["align_tol"]) & live[:, None]
+    sums = [float((np.sign(d.cos[near[:, n], n]) * d.v[near[:, n]]).sum())
+            for n in range(d.cos.shape[1]) if near[:, n].any()]
+    return _min(sums)
 
 
 def _row(case: Case, c: dict, alts: list) -> dict:
@@ -193,7 +233,9 @@ def _row(case: Case, c: dict, alts: list) -> dict:
         descriptions=d, roles=tuple(sorted(set(d.roles))),
         anti_aligned=[(int(k) + 1, int(l) + 1) for k, l in d.anti_aligned_pairs],
         shared_v_min=_min(d.shared_v.values()), shared_v_norm_min=_min(d.shared_v_norm.values()),
-        norm2_mean=float(d.norm2.mean()))
+        signed_shared_v_min=_signed_shared_v(d),
+        norm2_mean=float(d.norm2.mean()), weak_units_text=_weak_units(c["state"]),
+        kind=c["kind"])
     if "message" in c:
         row["messages"] = c["message"]
     return row
@@ -238,18 +280,19 @@ def _fixed_point_case(case: Case, s: FixedPointsSettings, seed: int, tol_factor:
     setup = Setup(case.activation, eta=case.eta, eta_v=case.eta if case.layers == "both" else 0.0,
                   sigma=s.sigma)
     # on purpose the initial states of chapters 2 (first layer) and 3 (both layers)
-    state0 = shared_start(case.seed_stream, K, M, case.init, seed)
+    state0 = shared_start(case.seed_stream, K, M, case.init, seed, v=case.v_init)
     variant = rel > 0
     tr = integrate(perturbed(state0, rel) if variant else state0, setup, case.alpha,
                    alphas=np.array([0.0, case.alpha]), rtol=tol_factor * RTOL,
                    atol=tol_factor * ATOL)
-    out = dict(state=tr.final, converged=None)
+    out = dict(state=tr.final, converged=None,
+               kind=classify(tr.final, setup, alpha=case.alpha).kind)
     if case.polish is True:
         fp = fixed_point(tr.final, setup, raise_on_failure=False)
         out.update(converged=bool(fp.converged), message=fp.message)
         if fp.converged:
             out.update(state=fp.state, ev=fp.eigenvalues, soft_tol=fp.soft_tol,
-                       spectrum_of="fixed point")
+                       spectrum_of="fixed point", kind=classify(fp.state, setup).kind)
             return out
         spectrum_of = "end of the integration (Newton did not converge)"
     elif case.polish == "symmetric":

@@ -27,13 +27,15 @@ CHAPTER_EXPERIMENTS = {
     "01_odes": ["fig1", "ode_vs_sgd", "convergence"],
     "02_first_layer": ["first_layer", "collapse", "noiseless", "slow_mode", "pair_limit",
                        "long_times"],
-    "03_both_layers": ["both_layers"],
+    "03_both_layers": ["both_layers", "start_spread"],
     "04_fixed_points": ["fixed_points", "split_units"],
 }
 #: The fields of a record of book/data/summary.json (issue 12).
+#: SGD ensembles over several starts (issue 18): ``starts`` (S), ``runs`` (per start), ``stderr``
+#: from the spread of the start means, ``between_sd`` the between-start standard deviation.
 SUMMARY_KEYS = ("id", "chapter", "claim", "quantity", "value", "stderr", "method", "alpha", "N",
-                "runs", "activation", "layers", "K", "M", "eta", "sigma", "reference",
-                "reference_source")
+                "starts", "runs", "between_sd", "activation", "layers", "K", "M", "eta", "sigma",
+                "reference", "reference_source")
 #: Where chapters write their records: ``$TSODE_BOOK_DATA``, set by the runner to ``book/data``
 #: for ``--in-place`` runs and to ``<output>/data`` otherwise. Unset (nbval, plain papermill,
 #: Jupyter), :func:`record` writes nothing, so tests leave the checkout clean.
@@ -135,7 +137,7 @@ def record(rec: dict, path: Path | None = None, digits: int = 4) -> dict:
                          f"got unknown {sorted(unknown)}")
     rec = {k: rec.get(k) for k in SUMMARY_KEYS}
     rec.update(value=_round(rec["value"], digits), reference=_round(rec["reference"], digits),
-               stderr=_round(rec["stderr"], 2))
+               stderr=_round(rec["stderr"], 2), between_sd=_round(rec["between_sd"], 2))
     if path is None and data_dir() is None:
         return rec
     path = Path(path) if path else data_dir() / "summary.json"

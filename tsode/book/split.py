@@ -55,8 +55,9 @@ class SplitUnits(Result):
         difference of two Newton starts at L = M, 1e-12 relative elsewhere.
     max_re_merged : {L: largest Re λ of the merged fixed point}.
     max_re_merged_top : the largest of those (< 0: every merged fixed point is stable).
-    sgd : {L: (mean, standard error, runs) of ε_g at the last α of chapter 2's cached ReLU SGD
-        long run}, and "alpha", "N" of that run; NaN values (and N = runs = 0) when the cache
+    sgd : {L: (mean, standard error from the start means, starts, runs per start) of ε_g at the
+        last α of chapter 2's cached ReLU SGD long run}, and "alpha", "N" of that run; NaN
+        values (and N = starts = runs = 0) when the cache
         is missing or was computed for other settings (e.g. an override of σ): see sgd_missing.
     sgd_missing : "" or why the cached SGD is not available (with the command that recomputes it).
     state4 : OrderParameters, the state Newton finds for the unmerged student (chapter 4's row
@@ -90,20 +91,23 @@ def _teacher_state(M: int) -> OrderParameters:
 
 
 def _sgd_long_run(s: SplitUnitsSettings) -> tuple[dict, str]:
-    """Chapter 2's cached ReLU SGD: ({L: (mean, standard error, runs) of eps_g at the last
-    alpha}, "alpha" and "N"), "") — or NaN entries and the reason when the cache is missing or
-    stale for these settings (the chapter then shows the reason instead of crashing)."""
+    """Chapter 2's cached ReLU SGD: ({L: (mean, standard error, starts, runs per start) of
+    eps_g at the last alpha, over all starts and runs, the s.e. from the start means
+    (:func:`tsode.book.ensembles.sgd_at`)}, "alpha" and "N"),
+    "") — or NaN entries and the reason when the cache is missing or stale for these settings
+    (the chapter then shows the reason instead of crashing)."""
+    from .ensembles import sgd_at
     from .long_runs import StaleCache, load
 
     try:
         ds = load("first_layer_relu", eta=s.eta, sigma=s.sigma, M=s.M)
     except StaleCache as e:
         nan = float("nan")
-        return {"alpha": nan, "N": 0, **{L: (nan, nan, 0) for L in s.L}}, str(e)
+        return {"alpha": nan, "N": 0, **{L: (nan, nan, 0, 0) for L in s.L}}, str(e)
     out = {"alpha": float(ds.alpha.values[-1]), "N": int(json.loads(ds.attrs["spec"])["N"])}
     for L in ds.L.values:
-        eg = ds.eg.sel(L=L).values[:, -1]
-        out[int(L)] = (float(eg.mean()), float(eg.std(ddof=1) / np.sqrt(eg.size)), eg.size)
+        st = sgd_at(ds, out["alpha"], L=int(L))
+        out[int(L)] = (float(st["mean"]), float(st["stderr"]), st["starts"], st["runs"])
     return out, ""
 
 
@@ -170,7 +174,8 @@ def records(res) -> list[dict]:
             continue
         out.append(dict(base, id=f"ch4-split-sgd-L{L}", claim=claim, quantity="eps_g",
                         value=res.sgd[L][0], stderr=res.sgd[L][1], method="sgd_reduced",
-                        alpha=res.sgd["alpha"], N=res.sgd["N"], runs=res.sgd[L][2], K=K,
+                        alpha=res.sgd["alpha"], N=res.sgd["N"], starts=res.sgd[L][2],
+                        runs=res.sgd[L][3], K=K,
                         reference=None, reference_source=None))
     return out
 

@@ -3,12 +3,18 @@
 A spec is a TOML file (or the equivalent nested dict) with three sections::
 
     [setup]    activation, eta, eta_v, sigma, weight_decay
-    [network]  M, K or L (K = M + L), init, init_std, v, v_star, v_scale, orthogonal_teacher
+    [network]  M, K or L (K = M + L), init, init_std, start, v, v_star, v_scale,
+               orthogonal_teacher
     [run]      engine, N, runs, alpha_max, seed, n_alphas, alpha_min, alphas, threads, rtol, atol
 
 A list as the value of a *sweepable* setting (``SWEEPABLE``) sweeps it: the tasks are the
 product of all lists, in the order the settings appear in the spec. Everything is validated
 before any task runs, and errors name the setting.
+
+``start`` (an integer >= 0, usually swept: ``start = [0, 1, ..., 7]``) selects one of several
+independent macroscopic starts: it enters the hash behind both seeds of a task, so the initial
+state and the SGD noise change with it. A spec without ``start`` has no such key at all (not in
+``Spec.values``, the spec hash, the task keys nor the seeds), so it keeps its seeds bitwise.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ SETTINGS = {
     "L": ("network", _number(0, integer=True), None, True),
     "init": ("network", _choice(INITIAL_KINDS), "random", True),
     "init_std": ("network", _optional(_number()), None, True),
+    "start": ("network", _number(0, integer=True), None, True),  # absent: one start (see top)
     "v": ("network", _choice(("ones", "normal")), "ones", False),
     "v_star": ("network", _choice(("ones", "normal")), "ones", False),
     "v_scale": ("network", _number(strict=True), 1.0, False),
@@ -104,6 +111,8 @@ SWEEPABLE = tuple(k for k, s in SETTINGS.items() if s[3])
 #: trajectory is then the same when only those change, so a prefix can be recomputed cheaply).
 SEED_KEYS = ("activation", "eta", "eta_v", "sigma", "weight_decay", "M", "K", "init",
              "init_std", "v", "v_star", "v_scale", "orthogonal_teacher", "N")
+#: Added to SEED_KEYS only when the spec sets it, so that specs without it keep their seeds.
+OPTIONAL_SEED_KEYS = ("start",)
 
 
 def canonical(obj) -> str:
@@ -129,9 +138,11 @@ class Task:
         return digest([self.settings, list(self.alphas)])
 
     def seeds(self) -> tuple[int, int]:
-        """(init_seed, sim_seed) from ``SeedSequence(seed, spawn_key=hash of SEED_KEYS)``."""
+        """(init_seed, sim_seed) from ``SeedSequence(seed, spawn_key=hash of SEED_KEYS)``
+        (and of ``start`` when the spec sets it)."""
+        keys = SEED_KEYS + tuple(k for k in OPTIONAL_SEED_KEYS if k in self.settings)
         words = hashlib.sha256(
-            canonical({k: self.settings[k] for k in SEED_KEYS}).encode()
+            canonical({k: self.settings[k] for k in keys}).encode()
         ).digest()
         key = tuple(int.from_bytes(words[i:i + 4], "little") for i in range(0, 16, 4))
         ss = np.random.SeedSequence(self.settings["seed"], spawn_key=key)
@@ -317,6 +328,9 @@ def load_spec(spec) -> Spec:
         raise SpecError("give either K or L (K = M + L), not both")
     if values["K"] is None and values["L"] is None:
         values["K"] = values["M"]
+    for name in OPTIONAL_SEED_KEYS:  # not given: no key, so hash, task keys, seeds unchanged
+        if values[name] is None:
+            del values[name]
     swept = tuple(k for k in flat if k in SWEEPABLE and isinstance(values[k], list))
     if values["alphas"] is not None and values["alphas"][-1] > max(_listed(values["alpha_max"])):
         raise SpecError(
