@@ -90,7 +90,8 @@ def simulate_runs(states, setup, N: int, alphas, seed: int, engine: str = "reduc
     if engine == "sde":
         from ..sde import simulate_states
 
-        return simulate_states(states, setup, N, alphas, seed)
+        eg, Q, R, _, alpha = simulate_states(states, setup, N, alphas, seed)
+        return eg, Q, R, alpha
     steps = record_steps(N, alphas[-1], alphas)
     K, M, runs = states[0].K, states[0].M, len(states)
     eg = np.empty((runs, steps.size))
