@@ -23,9 +23,10 @@ Itô SDE
 
 F is the closed-form drift of :class:`tsode.ode.Drift` (weight decay included). D is computed
 by deterministic quadrature, never by sampling: u = Lz with C = LLᵀ, z on the tensor
-Gauss–Hermite grid of ``nodes`` points per dimension (and ζ on 3 points, exact since X is a
-polynomial of degree 2 in ζ), :math:`D = \sum_p w_p X_p X_p^\top - \bar X\bar X^\top`
-(positive semi-definite by construction). The SDE is integrated by Euler–Maruyama with a fixed
+Gauss–Hermite grid of ``nodes`` points per dimension (ζ integrated exactly: X is a polynomial
+of degree 2 in ζ), :math:`D = \sum_p w_p X_p X_p^\top - \bar X\bar X^\top` (positive
+semi-definite by construction). D is recomputed every ``d_every`` Euler–Maruyama steps and held
+in between. The SDE is integrated by Euler–Maruyama with a fixed
 step ``dalpha`` that does not depend on N; the square root of D is the symmetric one
 (eigendecomposition, negative round-off eigenvalues set to zero). The cost per run is
 O(alpha_max/dalpha · nodes^(K+M) · d²), independent of N.
@@ -52,7 +53,7 @@ __all__ = ["wishart_state", "increment_moments", "simulate_states", "DALPHA", "N
 #: Default Euler–Maruyama step in α.
 DALPHA = 0.05
 #: Default Gauss–Hermite points per field dimension.
-NODES = 6
+NODES = 8
 #: Default number of Euler–Maruyama steps between two quadratures of D (D is held fixed in
 #: between: it changes on the slow time scale of the order parameters, not per step).
 D_EVERY = 20
@@ -60,17 +61,12 @@ D_EVERY = 20
 MAX_POINTS = 200_000
 
 
-def _grid(n: int, nodes: int, with_zeta: bool):
-    """Tensor Gauss–Hermite points z (P, n [+1]) and weights w (P,) for N(0, I) (sum w = 1)."""
+def _grid(n: int, nodes: int):
+    """Tensor Gauss–Hermite points z (P, n) and weights w (P,) for N(0, I_n) (sum w = 1)."""
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / math.sqrt(2 * math.pi)
-    xs, ws = [x] * n, [w] * n
-    if with_zeta:
-        x3, w3 = np.polynomial.hermite_e.hermegauss(3)
-        xs.append(x3)
-        ws.append(w3 / math.sqrt(2 * math.pi))
-    Z = np.stack(np.meshgrid(*xs, indexing="ij"), -1).reshape(-1, len(xs))
-    W = np.prod(np.stack(np.meshgrid(*ws, indexing="ij"), -1).reshape(-1, len(ws)), axis=1)
+    Z = np.stack(np.meshgrid(*[x] * n, indexing="ij"), -1).reshape(-1, n)
+    W = np.prod(np.stack(np.meshgrid(*[w] * n, indexing="ij"), -1).reshape(-1, n), axis=1)
     return Z, W
 
 
@@ -82,13 +78,19 @@ def _sqrt_psd(C):
 
 @njit(cache=True, nogil=True)
 def _moments_kernel(L, v, vs, Z, W, K, code, eta, eta_v, sigma, train_v, mean, D):
-    """Quadrature of X (module docstring) for every state b: mean[b] = Σ_p W_p X_p and
-    D[b] = Σ_p W_p X_p X_pᵀ − mean mean ᵀ. L (B, n, n) with C = LLᵀ, v (B, K), vs (M,),
-    Z (P, n [+1]) points (last column ζ when σ > 0), W (P,) weights; mean (B, d), D (B, d, d)
-    are written."""
+    """Quadrature of X (module docstring) for every state b: mean[b] = E[X] and D[b] = Cov[X].
+
+    L (B, n, n) with C = LLᵀ, v (B, K), vs (M,), Z (P, n) Gauss–Hermite points of the fields
+    and W (P,) weights; mean (B, d), D (B, d, d) are written. The label noise is integrated
+    exactly: with Δ = Δ₀ − σζ, X = Δ·A + Δ²·S (A, S independent of ζ), so
+    E_ζ[X] = m₁A + m₂S and E_ζ[XXᵀ] = m₂AAᵀ + m₃(ASᵀ + SAᵀ) + m₄SSᵀ with the moments
+    m₁ = Δ₀, m₂ = Δ₀² + σ², m₃ = Δ₀³ + 3Δ₀σ², m₄ = Δ₀⁴ + 6Δ₀²σ² + 3σ⁴.
+    """
     B, n = L.shape[0], L.shape[1]
     d = mean.shape[1]
-    u, c, X = np.empty(n), np.empty(K), np.empty(d)
+    u, a = np.empty(n), np.empty(K)
+    A, S = np.empty(d), np.empty(d)
+    s2 = sigma * sigma
     for b in range(B):
         for i in range(d):
             mean[b, i] = 0.0
@@ -100,32 +102,39 @@ def _moments_kernel(L, v, vs, Z, W, K, code, eta, eta_v, sigma, train_v, mean, D
                 for j in range(n):
                     t += L[b, i, j] * Z[p, j]
                 u[i] = t
-            delta = -sigma * Z[p, n] if sigma > 0.0 else 0.0
+            d0 = 0.0
             for k in range(K):
-                delta += v[b, k] * g_scalar(code, u[k])
+                d0 += v[b, k] * g_scalar(code, u[k])
             for m in range(n - K):
-                delta -= vs[m] * g_scalar(code, u[K + m])
+                d0 -= vs[m] * g_scalar(code, u[K + m])
             for k in range(K):
-                c[k] = -eta * v[b, k] * dg_scalar(code, u[k]) * delta
+                a[k] = -eta * v[b, k] * dg_scalar(code, u[k])
             i = 0
             for k in range(K):
                 for l in range(k, K):
-                    X[i] = c[k] * u[l] + c[l] * u[k] + c[k] * c[l]
+                    A[i] = a[k] * u[l] + a[l] * u[k]
+                    S[i] = a[k] * a[l]
                     i += 1
             for k in range(K):
                 for m in range(K, n):
-                    X[i] = c[k] * u[m]
+                    A[i] = a[k] * u[m]
+                    S[i] = 0.0
                     i += 1
             if train_v:
                 for k in range(K):
-                    X[i] = -eta_v * g_scalar(code, u[k]) * delta
+                    A[i] = -eta_v * g_scalar(code, u[k])
+                    S[i] = 0.0
                     i += 1
+            m1 = d0
+            m2 = d0 * d0 + s2
+            m3 = d0 * d0 * d0 + 3.0 * d0 * s2
+            m4 = d0 * d0 * d0 * d0 + 6.0 * d0 * d0 * s2 + 3.0 * s2 * s2
             w = W[p]
             for i in range(d):
-                mean[b, i] += w * X[i]
-                wx = w * X[i]
+                mean[b, i] += w * (m1 * A[i] + m2 * S[i])
                 for j in range(i + 1):
-                    D[b, i, j] += wx * X[j]
+                    D[b, i, j] += w * (m2 * A[i] * A[j] + m3 * (A[i] * S[j] + S[i] * A[j])
+                                       + m4 * S[i] * S[j])
         for i in range(d):
             for j in range(i + 1):
                 D[b, i, j] -= mean[b, i] * mean[b, j]
@@ -138,8 +147,7 @@ class _Moments:
     def __init__(self, f: Drift, nodes: int):
         self.f = f
         n = f.K + f.M
-        with_zeta = f.setup.sigma > 0
-        points = nodes ** n * (3 if with_zeta else 1)
+        points = nodes ** n
         if points > MAX_POINTS:
             raise ValueError(
                 f"nodes = {nodes} gives {points} quadrature points for K + M = {n} fields "
@@ -147,9 +155,7 @@ class _Moments:
         if f.setup.act.code is None:
             raise ValueError(f"engine 'sde' needs a built-in activation (erf, relu, linear), "
                              f"got {f.setup.activation!r}")
-        self.Z, self.W = _grid(n, nodes, with_zeta)
-        if not with_zeta:
-            self.Z = np.concatenate([self.Z, np.zeros((self.Z.shape[0], 1))], axis=1)
+        self.Z, self.W = _grid(n, nodes)
 
     def __call__(self, Q, R, v):
         """Mean (B, d) and covariance (B, d, d) of X at overlaps Q (B, K, K), R (B, K, M),
