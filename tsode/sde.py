@@ -192,7 +192,8 @@ def simulate_states(states, setup: Setup, N: float, alphas, seed: int, *, first:
         (any real; only D/N depends on it). alphas : (T,) increasing output times >= 0.
     seed : run i draws its Gaussian increments from ``SeedSequence(seed, spawn_key=(first + i,
         0))`` (the dynamics stream of run first + i of :func:`tsode.simulate`), in blocks of 256
-        steps, so a run does not depend on the others nor on how the runs are grouped.
+        steps, so a run does not depend on the others nor on how the runs are grouped (up to
+        round-off: the drift of a group is evaluated at once by numpy's batched kernels).
     dalpha : Euler–Maruyama step; output times are hit exactly (the last step before each is
         shortened). nodes : Gauss–Hermite points per field dimension.
     d_every : Euler–Maruyama steps between two quadratures of D (1: every step).
