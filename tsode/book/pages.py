@@ -27,6 +27,7 @@ CHAPTER_EXPERIMENTS = {
     "02_first_layer": ["first_layer", "collapse", "noiseless", "slow_mode", "long_times"],
     "03_both_layers": ["both_layers"],
     "04_fixed_points": ["fixed_points", "split_units"],
+    "05_finite_n": ["finite_n"],
 }
 #: The fields of a record of book/data/summary.json (issue 12).
 SUMMARY_KEYS = ("id", "chapter", "claim", "quantity", "value", "stderr", "method", "alpha", "N",
