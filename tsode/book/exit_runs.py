@@ -11,7 +11,8 @@ over runs are averages over starts and SGD noise together. What is stored in
 * ``eg_path`` (run, path) — ε_g at the recorded times nearest to multiples of ``PATH_STEP``;
 * ``eg_probe`` (run, probe), ``Q_probe`` (run, probe, k, k2), ``R_probe`` (run, probe, k, m) —
   the state at the probe times (:data:`PROBES`: on the plateau and at the end);
-* ``seconds`` and the seeds of each task; the spec, its hash and the provenance in the attributes.
+* ``seconds`` (wall clock), ``cpu_seconds`` (process CPU time: the cost on an idle core) and
+  the seeds of each task; the spec, its hash and the provenance in the attributes.
 
 ``python -m tsode.book.exit_runs NAME [NAME ...]`` computes them task by task (finished tasks
 are kept in ``NAME.parts/`` as npz without pickle, so an interrupted computation resumes).
@@ -124,7 +125,7 @@ def run_exit_task(payload: dict) -> dict:
     (:func:`starts`), and reduce them (see the module docstring)."""
     from .. import Setup
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     s = payload["settings"]
     alphas = np.asarray(payload["alphas"], dtype=float)
     setup = Setup(s["activation"], s["eta"], s["eta_v"], s["sigma"], s["weight_decay"])
@@ -137,7 +138,8 @@ def run_exit_task(payload: dict) -> dict:
         exit=exit_times(alpha, eg, plateau.eg), eg_path=eg[:, path_idx],
         eg_probe=eg[:, probe_idx], Q_probe=Q[:, probe_idx], R_probe=R[:, probe_idx],
         path_alpha=alpha[path_idx], probe_alpha=alpha[probe_idx],
-        seconds=np.float64(time.perf_counter() - t0), init_seed=np.int64(payload["init_seed"]),
+        seconds=np.float64(time.perf_counter() - t0),
+        cpu_seconds=np.float64(time.process_time() - c0), init_seed=np.int64(payload["init_seed"]),
         sim_seed=np.int64(payload["sim_seed"]),
     )
 
@@ -161,7 +163,9 @@ def compute(name: str, log=sys.stderr):
         part = parts / f"{task.key}.npz"
         if part.exists():
             with np.load(part, allow_pickle=False) as f:
-                results.append({k: f[k] for k in f.files})
+                res = {k: f[k] for k in f.files}
+            res.setdefault("cpu_seconds", np.float64(np.nan))  # parts written before it existed
+            results.append(res)
             continue
         res = run_exit_task(task.payload())
         _atomic(part, lambda f: np.savez(f, **res))
@@ -186,7 +190,8 @@ def _assemble(spec, results, attrs):
     stack = {k: np.stack([r[k] for r in results]) for k in results[0]}
     dims = dict(exit=("run",), eg_path=("run", "path"), eg_probe=("run", "probe"),
                 Q_probe=("run", "probe", "k", "k2"), R_probe=("run", "probe", "k", "m"),
-                path_alpha=("path",), probe_alpha=("probe",), seconds=(), init_seed=(),
+                path_alpha=("path",), probe_alpha=("probe",), seconds=(), cpu_seconds=(),
+                init_seed=(),
                 sim_seed=())
     ds = xr.Dataset({k: (("N",) + dims[k], v) for k, v in stack.items()}, coords={"N": Ns},
                     attrs=attrs)

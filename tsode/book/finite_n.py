@@ -54,9 +54,10 @@ class FiniteN(Result):
     N : (n,) input dimensions of the exact chain; exits (n, runs) exit times; mean, stderr,
         ci95 (n,) mean exit time, its standard error and the 95 % half-width relative to it.
     fit : :class:`tsode.plateau.ExitFit` of mean = a + b ln N; slope_ratio : b / (1/(2λ_max)).
-    eg_sd, Q_sd, R_sd : (n, 2) run-to-run standard deviations of ε_g, Q_11 and R_11 at the
-        probes (on the plateau, at the end); probe_alpha (2,); fluct_slope (3, 2): log-log slopes
-        of those spreads against N; exit_sd (n,) the spread of the exit times.
+    eg_sd, Q_sd, R_sd : (n, 2) run-to-run standard deviations of ε_g, Q_11 and R_1 = max_n R_1n
+        at the probes (on the plateau, after convergence; see :func:`_spreads`); counted (n, 2)
+        the runs used; probe_alpha (2,); fluct_slope (3, 2): log-log slopes of those spreads
+        against N; exit_sd (n,) the spread of the exit times.
     N_check (2,), check_reduced, check_sde (2, runs): exit times from the same starts;
         ks_p (2,), mean_ratio (2,) sde/reduced.
     N_sde (m,), sde_exits (m, runs), sde_seconds (m,) seconds per run, sde_fit : ExitFit;
@@ -76,6 +77,7 @@ class FiniteN(Result):
     eg_sd: np.ndarray
     Q_sd: np.ndarray
     R_sd: np.ndarray
+    counted: np.ndarray
     fluct_slope: np.ndarray
     exit_sd: np.ndarray
     N_check: np.ndarray
@@ -108,6 +110,29 @@ def _load(name, s):
     return ds.isel(run=slice(0, s.runs)) if s.runs else ds
 
 
+#: Runs count "on the plateau" at the first probe if they exit at least this much later, and
+#: "after convergence" at the last probe if they exited at least ``CONVERGED_AFTER`` before it.
+ON_PLATEAU_BEFORE, CONVERGED_AFTER = 10.0, 80.0
+
+
+def _spreads(ds, exits):
+    """Run-to-run standard deviations (n, 2) of ε_g, Q_11 and R_1 = max_n R_1n (the overlap of
+    unit 1 with the teacher unit it specialises on: invariant under relabelling the teacher
+    units, which runs do at random) at the two probes, over the runs still on the plateau at
+    the first probe and converged at the last one; and the numbers of runs used (n, 2)."""
+    t0, t1 = ds.probe_alpha.values[0]
+    use = np.stack([exits > t0 + ON_PLATEAU_BEFORE, exits < t1 - CONVERGED_AFTER], -1)
+    eg = ds.eg_probe.values
+    Q = ds.Q_probe.values[..., 0, 0]
+    R = ds.R_probe.values[..., 0, :].max(-1)
+
+    def sd(a):
+        return np.array([[np.std(a[i, use[i, :, j], j], ddof=1) for j in range(2)]
+                         for i in range(a.shape[0])])
+
+    return sd(eg), sd(Q), sd(R), use.sum(1)
+
+
 def _loglog_slope(N, y):
     return float(np.polyfit(np.log(N), np.log(y), 1)[0])
 
@@ -127,9 +152,7 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
     mean, sd = np.nanmean(exits, 1), np.nanstd(exits, 1, ddof=1)
     se = sd / np.sqrt(n)
     fit = fit_exit_law(N, mean, se)
-    eg_sd = ds.eg_probe.std("run", ddof=1).values
-    Q_sd = ds.Q_probe.isel(k=0, k2=0).std("run", ddof=1).values
-    R_sd = ds.R_probe.isel(k=0, m=0).std("run", ddof=1).values
+    eg_sd, Q_sd, R_sd, counted = _spreads(ds, exits)
     fl = np.array([[_loglog_slope(N, a[:, j]) for j in range(2)] for a in (eg_sd, Q_sd, R_sd)])
     red, sde = (_load(name, s) for name in s.check)
     ks = np.array([stats.ks_2samp(red.exit.values[i], sde.exit.values[i]).pvalue
@@ -150,7 +173,8 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
     return FiniteN(
         settings=s, accuracy=acc, plateau=plateau, N=N, exits=exits, mean=mean, stderr=se,
         ci95=1.96 * se / mean, fit=fit, slope_ratio=fit.b / plateau.slope,
-        probe_alpha=ds.probe_alpha.values[0], eg_sd=eg_sd, Q_sd=Q_sd, R_sd=R_sd, fluct_slope=fl,
+        probe_alpha=ds.probe_alpha.values[0], eg_sd=eg_sd, Q_sd=Q_sd, R_sd=R_sd, counted=counted,
+        fluct_slope=fl,
         exit_sd=sd, N_check=red.N.values, check_reduced=red.exit.values,
         check_sde=sde.exit.values, ks_p=ks, mean_ratio=ratio, N_sde=Ns,
         sde_exits=big.exit.values, sde_seconds=per_run, sde_fit=sde_fit, rise=rise,
@@ -182,7 +206,8 @@ def records(res: FiniteN) -> list[dict]:
 
 # ---------------------------------------------------------------------------- figures
 def fig_exit_times(res: FiniteN):
-    """(a) ECDF of the exit time per N; (b) mean ± 95 % CI against ln N, the fit and the law."""
+    """(a) ECDF of the exit time per N; (b) mean ± 95 % CI against ln N, the fit, the law's
+    slope through the means' weighted centroid, and the SDE's means."""
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -197,7 +222,9 @@ def fig_exit_times(res: FiniteN):
     Ns = np.geomspace(res.N.min(), res.N_sde.max(), 50)
     b.plot(Ns, res.fit.a + res.fit.b * np.log(Ns), "-", lw=1,
            label=rf"fit, slope {res.fit.b:.2f} ± {res.fit.stderr_b:.2f}")
-    b.plot(Ns, res.fit.a + res.plateau.slope * np.log(Ns), "--", lw=1,
+    w = 1 / res.stderr**2  # the theory's slope through the weighted centroid of the means
+    a0 = np.sum(w * (res.mean - res.plateau.slope * np.log(res.N))) / np.sum(w)
+    b.plot(Ns, a0 + res.plateau.slope * np.log(Ns), "--", lw=1,
            label=rf"$1/(2\lambda_{{\max}})$ = {res.plateau.slope:.2f}")
     b.errorbar(res.N_sde, np.nanmean(res.sde_exits, 1),
                yerr=1.96 * np.nanstd(res.sde_exits, 1) / np.sqrt(res.sde_exits.shape[1]),
@@ -213,8 +240,8 @@ def fig_fluctuations(res: FiniteN):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
-    names = (r"$\epsilon_g$", r"$Q_{11}$", r"$R_{11}$")
-    for j, (ax, where) in enumerate(zip(axes, ("on the plateau", "at the end"))):
+    names = (r"$\epsilon_g$", r"$Q_{11}$", r"$\max_n R_{1n}$")
+    for j, (ax, where) in enumerate(zip(axes, ("on the plateau", "after convergence"))):
         for k, arr in enumerate((res.eg_sd, res.Q_sd, res.R_sd)):
             ax.loglog(res.N, arr[:, j], "o-", ms=4,
                       label=f"{names[k]}: slope {res.fluct_slope[k, j]:.2f}")
