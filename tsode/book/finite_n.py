@@ -33,6 +33,7 @@ class FiniteNSettings(Settings):
     check : (reduced, sde) data sets from the same starts at N = 1e3, 5e3.
     sde : SDE data set up to N = 1e9.
     runs : runs read per N (fast: 100; full: all).
+    N_upper : the second fit uses N >= N_upper only (finite-size corrections at small N).
     """
 
     MODE_VALUES = {"fast": dict(runs=100), "full": {}}
@@ -44,6 +45,7 @@ class FiniteNSettings(Settings):
     check: tuple = ("k2_check_reduced", "k2_check_sde")
     sde: str = "k2_sde"
     runs: int | None = None
+    N_upper: float = 1000.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +55,8 @@ class FiniteN(Result):
     plateau : the :class:`tsode.plateau.Plateau` (q, c, r, eg, eigenvalues, lambda_max, slope).
     N : (n,) input dimensions of the exact chain; exits (n, runs) exit times; mean, stderr,
         ci95 (n,) mean exit time, its standard error and the 95 % half-width relative to it.
-    fit : :class:`tsode.plateau.ExitFit` of mean = a + b ln N; slope_ratio : b / (1/(2λ_max)).
+    fit : :class:`tsode.plateau.ExitFit` of mean = a + b ln N; slope_ratio : b / (1/(2λ_max));
+        fit_upper : the same fit over N >= ``N_upper`` (None if fewer than 3 such N).
     eg_sd, Q_sd, R_sd : (n, 2) run-to-run standard deviations of ε_g, Q_11 and R_1 = max_n R_1n
         at the probes (on the plateau, after convergence; see :func:`_spreads`); counted (n, 2)
         the runs used; probe_alpha (2,); fluct_slope (3, 2): log-log slopes of those spreads
@@ -73,6 +76,7 @@ class FiniteN(Result):
     ci95: np.ndarray
     fit: ExitFit
     slope_ratio: float
+    fit_upper: ExitFit | None
     probe_alpha: np.ndarray
     eg_sd: np.ndarray
     Q_sd: np.ndarray
@@ -152,6 +156,8 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
     mean, sd = np.nanmean(exits, 1), np.nanstd(exits, 1, ddof=1)
     se = sd / np.sqrt(n)
     fit = fit_exit_law(N, mean, se)
+    upper = N >= s.N_upper
+    fit_upper = fit_exit_law(N[upper], mean[upper], se[upper]) if upper.sum() >= 3 else None
     eg_sd, Q_sd, R_sd, counted = _spreads(ds, exits)
     fl = np.array([[_loglog_slope(N, a[:, j]) for j in range(2)] for a in (eg_sd, Q_sd, R_sd)])
     red, sde = (_load(name, s) for name in s.check)
@@ -172,7 +178,7 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
                ci95=0.002)
     return FiniteN(
         settings=s, accuracy=acc, plateau=plateau, N=N, exits=exits, mean=mean, stderr=se,
-        ci95=1.96 * se / mean, fit=fit, slope_ratio=fit.b / plateau.slope,
+        ci95=1.96 * se / mean, fit=fit, slope_ratio=fit.b / plateau.slope, fit_upper=fit_upper,
         probe_alpha=ds.probe_alpha.values[0], eg_sd=eg_sd, Q_sd=Q_sd, R_sd=R_sd, counted=counted,
         fluct_slope=fl,
         exit_sd=sd, N_check=red.N.values, check_reduced=red.exit.values,
