@@ -34,6 +34,8 @@ class FiniteNSettings(Settings):
     sde : SDE data set up to N = 1e9.
     runs : runs read per N (fast: 100; full: all).
     N_upper : the second fit uses N >= N_upper only (finite-size corrections at small N).
+    fig1 : (K, eta, sigma, N) of the paper's Fig. 1 (K = M = 4, eta = 0.2, sigma = 0, N = 784):
+        its plateau and the ln N term of its exit time (theory only).
     """
 
     MODE_VALUES = {"fast": dict(runs=100), "full": {}}
@@ -46,6 +48,7 @@ class FiniteNSettings(Settings):
     sde: str = "k2_sde"
     runs: int | None = None
     N_upper: float = 1000.0
+    fig1: tuple = (4, 0.2, 0.0, 784)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +68,9 @@ class FiniteN(Result):
         ks_p (2,), mean_ratio (2,) sde/reduced.
     N_sde (m,), sde_exits (m, runs), sde_seconds (m,) seconds per run, sde_fit : ExitFit;
         rise : mean exit at 1e8 minus at 1e4; rise_theory = ln(1e4)/(2λ_max);
-        cost_ratio : seconds per run at 1e8 over 1e4.
+        cost_ratio : CPU seconds per run at 1e8 over 1e4 (wall seconds if CPU time is missing).
+    eg_path_alpha (P,), eg_path_median (n, P): median ε_g over runs every 5 α.
+    fig1_plateau : the Plateau of the paper's Fig. 1 setting; fig1_log_term = ln N/(2λ_max) there.
     """
 
     plateau: object
@@ -98,6 +103,8 @@ class FiniteN(Result):
     cost_ratio: float
     eg_path_alpha: np.ndarray
     eg_path_median: np.ndarray
+    fig1_plateau: object
+    fig1_log_term: float
 
 
 def _load(name, s):
@@ -149,6 +156,7 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
     from scipy import stats
 
     plateau = symmetric_plateau(s.K, s.eta, s.sigma)
+    fig1 = symmetric_plateau(*s.fig1[:3])
     ds = _load(s.chain, s)
     N = ds.N.values.astype(float)
     exits = ds.exit.values
@@ -169,7 +177,8 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
     se_s = np.nanstd(big.exit.values, 1, ddof=1) / np.sqrt(big.sizes["run"])
     sde_fit = fit_exit_law(Ns, np.nanmean(big.exit.values, 1), se_s)
     i, j = list(Ns).index(1e4), list(Ns).index(1e8)
-    per_run = big.seconds.values / big.sizes["run"]
+    cpu = big.cpu_seconds.values if "cpu_seconds" in big else np.full(big.sizes["N"], np.nan)
+    per_run = np.where(np.isfinite(cpu), cpu, big.seconds.values) / big.sizes["run"]
     rise = float(np.nanmean(big.exit.values[j]) - np.nanmean(big.exit.values[i]))
     acc = dict(mean=se, stderr=se / np.sqrt(2 * (n - 1)), slope=fit.stderr_b,
                slope_ratio=fit.stderr_b * 2 * plateau.lambda_max, lambda_max=1e-8,
@@ -186,6 +195,7 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
         sde_exits=big.exit.values, sde_seconds=per_run, sde_fit=sde_fit, rise=rise,
         rise_theory=float(np.log(1e4) * plateau.slope), cost_ratio=float(per_run[j] / per_run[i]),
         eg_path_alpha=ds.path_alpha.values[0], eg_path_median=np.median(ds.eg_path.values, 1),
+        fig1_plateau=fig1, fig1_log_term=float(np.log(s.fig1[3]) * fig1.slope),
     )
 
 
