@@ -57,7 +57,8 @@ class FiniteN(Result):
 
     plateau : the :class:`tsode.plateau.Plateau` (q, c, r, eg, eigenvalues, lambda_max, slope).
     N : (n,) input dimensions of the exact chain; exits (n, runs) exit times; mean, stderr,
-        ci95 (n,) mean exit time, its standard error and the 95 % half-width relative to it.
+        ci95 (n,) mean exit time, its standard error and the 95 % half-width relative to it;
+        ci95_max its largest value; exit_sd_median the median over N of the exit times' spread.
     fit : :class:`tsode.plateau.ExitFit` of mean = a + b ln N; slope_ratio : b / (1/(2λ_max));
         fit_upper : the same fit over N >= ``N_upper`` (None if fewer than 3 such N).
     eg_sd, Q_sd, R_sd : (n, 2) run-to-run standard deviations of ε_g, Q_11 and R_1 = max_n R_1n
@@ -79,6 +80,8 @@ class FiniteN(Result):
     mean: np.ndarray
     stderr: np.ndarray
     ci95: np.ndarray
+    ci95_max: float
+    exit_sd_median: float
     fit: ExitFit
     slope_ratio: float
     fit_upper: ExitFit | None
@@ -187,7 +190,8 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
                ci95=0.002)
     return FiniteN(
         settings=s, accuracy=acc, plateau=plateau, N=N, exits=exits, mean=mean, stderr=se,
-        ci95=1.96 * se / mean, fit=fit, slope_ratio=fit.b / plateau.slope, fit_upper=fit_upper,
+        ci95=1.96 * se / mean, ci95_max=float(np.max(1.96 * se / mean)),
+        exit_sd_median=float(np.median(sd)), fit=fit, slope_ratio=fit.b / plateau.slope, fit_upper=fit_upper,
         probe_alpha=ds.probe_alpha.values[0], eg_sd=eg_sd, Q_sd=Q_sd, R_sd=R_sd, counted=counted,
         fluct_slope=fl,
         exit_sd=sd, N_check=red.N.values, check_reduced=red.exit.values,
