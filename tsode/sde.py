@@ -26,10 +26,17 @@ by deterministic quadrature, never by sampling: u = Lz with C = LLᵀ, z on the 
 Gauss–Hermite grid of ``nodes`` points per dimension (ζ integrated exactly: X is a polynomial
 of degree 2 in ζ), :math:`D = \sum_p w_p X_p X_p^\top - \bar X\bar X^\top` (positive
 semi-definite by construction). D is recomputed every ``d_every`` Euler–Maruyama steps and held
-in between. The SDE is integrated by Euler–Maruyama with a fixed
-step ``dalpha`` that does not depend on N; the square root of D is the symmetric one
+in between. The SDE is integrated by Euler–Maruyama with a fixed step ``dalpha`` that does not
+depend on N; the square root of D is the symmetric one
 (eigendecomposition, negative round-off eigenvalues set to zero). The cost per run is
-O(alpha_max/dalpha · nodes^(K+M) · d²), independent of N.
+O(alpha_max/dalpha · (d² + nodes^(K+M) d² / d_every)), independent of N; the tensor grid limits
+the engine to small networks (K + M <= 5 or so at the default 8 nodes, :data:`MAX_POINTS`).
+
+Accuracy of the quadrature (measured against 24 nodes, erf, K = M = 2, η = 1, σ = 0.1): at the
+plateau 0.3 % of max|D| with 8 nodes; at a random start (Q ≈ I) 15 % with 8 nodes, 3 % with 12,
+0.2 % with 16 — the integrands carry factors g'(λ)^4 ∝ e^{-2λ²}, narrower than the Gaussian
+weight. Exit times depend on D only through ln D/(2λ_max), so these errors shift them by at
+most ~0.1/λ_max.
 
 Validity: the SDE keeps the first two moments of the increments; it is the standard
 diffusion limit of the exact chain for large N at fixed α (corrections O(1/N) relative).
@@ -57,7 +64,7 @@ NODES = 8
 #: Default number of Euler–Maruyama steps between two quadratures of D (D is held fixed in
 #: between: it changes on the slow time scale of the order parameters, not per step).
 D_EVERY = 20
-#: Largest number of quadrature points per evaluation (nodes ** (K + M) [* 3]).
+#: Largest number of quadrature points per evaluation (nodes ** (K + M)).
 MAX_POINTS = 200_000
 
 
@@ -241,12 +248,12 @@ def simulate_states(states, setup: Setup, N: float, alphas, seed: int, *, first:
         used += 1
         y = y + h * drift + math.sqrt(h) * scale * noise
         alpha += h
-        Qn, _, vn = f.unpack(y)
+        Qn = f.unpack(y)[0]
         bad = ~(np.isfinite(y).all(-1) & (np.abs(np.diagonal(Qn, axis1=-2, axis2=-1)).max(-1)
                                           <= max_norm))
         if bad.any():
-            raise DivergenceError(f"run {first + int(np.argmax(bad))} of the SDE diverged at alpha = "
-                                  f"{alpha:.6g}")
+            raise DivergenceError(f"run {first + int(np.argmax(bad))} of the SDE diverged at "
+                                  f"alpha = {alpha:.6g}")
     Q, R, v = f.unpack(out)
     if not f.train_v:
         v = np.broadcast_to(v_fixed[:, None, :], Q.shape[:-1]).copy()
