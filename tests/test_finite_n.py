@@ -135,12 +135,14 @@ def test_acceptance_sde_against_the_chain():
 
 
 def test_acceptance_sde_cost_flat_and_exit_rise():
-    """SDE: cost per run at N = 1e8 <= 1.5 x that at 1e4; the mean exit time rises between
-    them by ln(1e4)/(2 λ_max) within 10 %."""
+    """SDE: cost per run at N = 1e8 <= 1.5 x that at 1e4 (process CPU time of the task, the
+    cost on an idle core: wall-clock time on the shared machine measures its load); the mean
+    exit time rises between them by ln(1e4)/(2 λ_max) within 10 % (100 runs each: the
+    standard error of the rise is ~3.5 % of it)."""
     ds = _cache("k2_sde")
     N = list(ds.N.values)
     i, j = N.index(10_000), N.index(100_000_000)
-    sec = ds.seconds.values
+    sec = ds.cpu_seconds.values
     assert sec[j] <= 1.5 * sec[i]
     rise = ds.exit.values[j].mean() - ds.exit.values[i].mean()
     want = np.log(1e4) * symmetric_plateau(2, 1.0, 0.1).slope
