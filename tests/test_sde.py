@@ -101,6 +101,13 @@ def test_simulate_sde_api_seeds_and_runs():
         increment_moments(s0, SETUP, nodes=1)
 
 
+@pytest.mark.parametrize("kw, culprit", [(dict(eta=1e300), "learning rate eta = 1e\\+300"),
+                                         (dict(eta=0.5, sigma=1e200), "label noise sigma")])
+def test_sde_divergence_names_the_parameter(kw, culprit):
+    with pytest.raises(tsode.DivergenceError, match=f"run 0 diverged .*{culprit}"):
+        tsode.simulate(_start(), tsode.Setup("erf", **kw), N=100, alpha_max=1.0, engine="sde")
+
+
 def test_sde_follows_the_ode_at_huge_N():
     """At N = 1e12 the noise is negligible: the SDE is the ODE integrated by Euler with
     dα = 0.05 (global error O(dα)); compared at α = 20 with the adaptive ODE."""

@@ -235,9 +235,14 @@ def simulate_states(states, setup: Setup, N: float, alphas, seed: int, *, first:
         h = min(dalpha, alphas[t] - alpha)
         Q, R, v = f.unpack(y)
         v = v if f.train_v else v_fixed
-        drift = f.pack(*f.derivatives(Q, R, v))
+        with np.errstate(over="ignore", invalid="ignore"):
+            drift = f.pack(*f.derivatives(Q, R, v))
         if since == d_every:
-            _, D = mom(Q, R, v)
+            with np.errstate(over="ignore", invalid="ignore"):
+                _, D = mom(Q, R, v)
+            finite = np.isfinite(D).all(axis=(1, 2)) & np.isfinite(drift).all(-1)
+            if not finite.all():
+                raise _diverged(f, states[0], first + int(np.argmin(finite)), alpha)
             sqrt_D, since = _sqrt_psd(D), 0
         since += 1
         if used == block:
@@ -246,19 +251,27 @@ def simulate_states(states, setup: Setup, N: float, alphas, seed: int, *, first:
             used = 0
         noise = np.einsum("bde,be->bd", sqrt_D, xi[:, used])
         used += 1
-        y = y + h * drift + math.sqrt(h) * scale * noise
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = y + h * drift + math.sqrt(h) * scale * noise
         alpha += h
         Qn = f.unpack(y)[0]
         bad = ~(np.isfinite(y).all(-1) & (np.abs(np.diagonal(Qn, axis1=-2, axis2=-1)).max(-1)
                                           <= max_norm))
         if bad.any():
-            raise DivergenceError(f"run {first + int(np.argmax(bad))} of the SDE diverged at "
-                                  f"alpha = {alpha:.6g}")
+            raise _diverged(f, states[0], first + int(np.argmax(bad)), alpha)
     Q, R, v = f.unpack(out)
     if not f.train_v:
         v = np.broadcast_to(v_fixed[:, None, :], Q.shape[:-1]).copy()
     eg = eg_from_covariance(covariance(Q, R, f.T), v, f.v_star, setup.act)
     return eg, Q, R, v, alphas
+
+
+def _diverged(f: Drift, state0, run: int, alpha: float) -> DivergenceError:
+    """The error of an SDE run that blew up, naming the dominant parameter (as the other
+    engines do, :meth:`tsode.ode.Drift.culprit`)."""
+    return DivergenceError(
+        f"run {run} diverged at alpha = {alpha:.6g} (SDE): the order parameters blew up; "
+        f"{f.culprit(f.pack_state(state0))} is probably too large for this network")
 
 
 def wishart_state(K: int, M: int, N: int, seed, *, init_std: float = 1.0,
