@@ -149,8 +149,9 @@ def _nearest(grid, targets):
     return np.unique([int(np.argmin(np.abs(grid - t))) for t in targets])
 
 
-def compute(name: str, log=sys.stderr):
-    """Compute ``book/data/finite_n/NAME.nc`` (resuming from ``NAME.parts/``)."""
+def compute(name: str, log=sys.stderr, keep_parts: bool = False):
+    """Compute ``book/data/finite_n/NAME.nc`` (resuming from ``NAME.parts/``, which is removed
+    afterwards unless ``keep_parts``)."""
     from ..sweeps.store import _atomic, git_commit, provenance, write_netcdf
 
     spec_path, out = _paths(name)
@@ -175,6 +176,8 @@ def compute(name: str, log=sys.stderr):
     ds = _assemble(spec, results, dict(provenance(spec, time.perf_counter() - t0, "local",
                                                   commit), starts=STARTS))
     write_netcdf(ds, out)
+    if keep_parts:
+        return ds
     for p in parts.glob("*.npz"):
         p.unlink()
     parts.rmdir()

@@ -251,7 +251,6 @@ def fig_exit_times(res: FiniteN):
                fmt="s", ms=4, mfc="none", label="SDE")
     b.set(xscale="log", xlabel="N", ylabel=r"mean exit time")
     b.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
     return fig
 
 
@@ -269,7 +268,6 @@ def fig_fluctuations(res: FiniteN):
         ax.set(xlabel="N", title=rf"{where} ($\alpha$ = {res.probe_alpha[j]:.0f})")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("standard deviation over runs")
-    fig.tight_layout()
     return fig
 
 
@@ -289,5 +287,4 @@ def fig_sde(res: FiniteN):
     b.loglog(res.N_sde, res.sde_seconds, "s-", ms=4)
     b.set(xlabel="N", ylabel="SDE seconds per run", ylim=(res.sde_seconds.min() / 3,
                                                           res.sde_seconds.max() * 3))
-    fig.tight_layout()
     return fig
