@@ -285,6 +285,6 @@ def fig_sde(res: FiniteN):
     a.set(xlabel=r"exit time $\alpha_{\rm exit}$", ylabel="fraction of runs exited")
     a.legend(fontsize=8, loc="lower right")
     b.loglog(res.N_sde, res.sde_seconds, "s-", ms=4)
-    b.set(xlabel="N", ylabel="SDE seconds per run", ylim=(res.sde_seconds.min() / 3,
+    b.set(xlabel="N", ylabel="SDE CPU seconds per run", ylim=(res.sde_seconds.min() / 3,
                                                           res.sde_seconds.max() * 3))
     return fig
