@@ -35,7 +35,8 @@ class FiniteNSettings(Settings):
     runs : runs read per N (fast: 100; full: all).
     N_upper : the second fit uses N >= N_upper only (finite-size corrections at small N).
     fig1 : (K, eta, sigma, N) of the paper's Fig. 1 (K = M = 4, eta = 0.2, sigma = 0, N = 784):
-        its plateau and the ln N term of its exit time (theory only).
+        its plateau and the ln N term of its exit time.
+    fig1_chain : exact-chain data set of exit times in the Fig. 1 setting (N <= 3162).
     """
 
     MODE_VALUES = {"fast": dict(runs=100), "full": {}}
@@ -49,6 +50,7 @@ class FiniteNSettings(Settings):
     runs: int | None = None
     N_upper: float = 1000.0
     fig1: tuple = (4, 0.2, 0.0, 784)
+    fig1_chain: str = "fig1"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +74,9 @@ class FiniteN(Result):
         cost_ratio : CPU seconds per run at 1e8 over 1e4 (wall seconds if CPU time is missing).
     eg_path_alpha (P,), eg_path_median (n, P): median ε_g over runs every 5 α.
     fig1_plateau : the Plateau of the paper's Fig. 1 setting; fig1_log_term = ln N/(2λ_max) there.
+    fig1_N (k,), fig1_mean, fig1_stderr (k,), fig1_censored (k,) runs that never left the
+        plateau within the record; fig1_fit : ExitFit; fig1_slope_ratio : b / (1/(2λ_max));
+        fig1_runs : runs per N.
     """
 
     plateau: object
@@ -108,19 +113,28 @@ class FiniteN(Result):
     eg_path_median: np.ndarray
     fig1_plateau: object
     fig1_log_term: float
+    fig1_N: np.ndarray
+    fig1_mean: np.ndarray
+    fig1_stderr: np.ndarray
+    fig1_censored: np.ndarray
+    fig1_fit: ExitFit
+    fig1_slope_ratio: float
+    fig1_runs: int
 
 
-def _load(name, s):
+def _load(name, s, keys=("K", "eta", "sigma"), values=None):
+    """The cached data set ``name`` (its first ``s.runs`` runs), after checking that its spec
+    has ``keys`` equal to ``values`` (default: the settings' own)."""
+    import json
+
     from .exit_runs import load
 
     ds = load(name)
-    spec = ds.attrs["spec"]
-    import json
-
-    v = json.loads(spec)
-    for key in ("K", "eta", "sigma"):
-        if v[key] != getattr(s, key):
-            raise ValueError(f"data set {name!r} has {key} = {v[key]}, the settings {getattr(s, key)}")
+    spec = json.loads(ds.attrs["spec"])
+    values = [getattr(s, k) for k in keys] if values is None else values
+    for key, want in zip(keys, values):
+        if spec[key] != want:
+            raise ValueError(f"data set {name!r} has {key} = {spec[key]}, the chapter {want}")
     return ds.isel(run=slice(0, s.runs)) if s.runs else ds
 
 
@@ -160,6 +174,12 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
 
     plateau = symmetric_plateau(s.K, s.eta, s.sigma)
     fig1 = symmetric_plateau(*s.fig1[:3])
+    f1 = _load(s.fig1_chain, s, ("K", "eta", "sigma"), s.fig1[:3])
+    f1N, f1e = f1.N.values.astype(float), f1.exit.values
+    f1c = np.isnan(f1e).sum(1)
+    f1m = np.nanmean(f1e, 1)
+    f1se = np.nanstd(f1e, 1, ddof=1) / np.sqrt(np.sum(~np.isnan(f1e), 1))
+    f1fit = fit_exit_law(f1N, f1m, f1se)
     ds = _load(s.chain, s)
     N = ds.N.values.astype(float)
     exits = ds.exit.values
@@ -200,6 +220,8 @@ def finite_n(settings="full", seed: int = 0, overrides=None) -> FiniteN:
         rise_theory=float(np.log(1e4) * plateau.slope), cost_ratio=float(per_run[j] / per_run[i]),
         eg_path_alpha=ds.path_alpha.values[0], eg_path_median=np.median(ds.eg_path.values, 1),
         fig1_plateau=fig1, fig1_log_term=float(np.log(s.fig1[3]) * fig1.slope),
+        fig1_N=f1N, fig1_mean=f1m, fig1_stderr=f1se, fig1_censored=f1c, fig1_fit=f1fit,
+        fig1_slope_ratio=f1fit.b / fig1.slope, fig1_runs=int(f1e.shape[1]),
     )
 
 
@@ -221,7 +243,18 @@ def records(res: FiniteN) -> list[dict]:
                N=f"{res.N_sde.min():.0f}..{res.N_sde.max():.0f}",
                runs=int(res.sde_exits.shape[1]), reference=p.slope,
                reference_source="1/(2 lambda_max), tsode.plateau")
-    return [theory, sgd, sde]
+    p4, f = res.fig1_plateau, res.fig1_fit
+    base4 = dict(base, K=s.fig1[0], M=s.fig1[0], eta=s.fig1[1], sigma=s.fig1[2])
+    claim4 = ("beyond the paper: the plateau exit time of the paper's Fig. 1 setting grows like "
+              "ln N / (2 lambda_max)")
+    theory4 = dict(base4, id="ch5-exit-slope-fig1-theory", claim=claim4, value=p4.slope,
+                   stderr=None, method="theory", N=None, runs=None, reference=None,
+                   reference_source=None)
+    sgd4 = dict(base4, id="ch5-exit-slope-fig1-sgd", claim=claim4, value=f.b, stderr=f.stderr_b,
+                method="sgd_reduced", N=f"{res.fig1_N.min():.0f}..{res.fig1_N.max():.0f}",
+                runs=int(res.fig1_runs), reference=p4.slope,
+                reference_source="1/(2 lambda_max), tsode.plateau")
+    return [theory, sgd, sde, theory4, sgd4]
 
 
 # ---------------------------------------------------------------------------- figures
