@@ -31,11 +31,11 @@ def _read(path):
 # ------------------------------------------------------------------------------------------
 # static checks of the committed notebooks
 # ------------------------------------------------------------------------------------------
-def test_four_chapters_in_the_toc():
+def test_five_chapters_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     listed = re.findall(r"file:\s*book/(\d\d_\w+)", toc)
     assert listed == CHAPTER_IDS
-    assert len(CHAPTERS) == 4
+    assert len(CHAPTERS) == 5
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=CHAPTER_IDS)

@@ -2,7 +2,8 @@
 
 Three engines for the same dynamics — the N -> infinity ODEs for the order parameters
 (:func:`integrate`), N-dimensional SGD and an exact reduced finite-N simulator
-(:func:`simulate`) — plus the asymptotic analysis (:mod:`tsode.asymptotics`).
+(:func:`simulate`, also as a diffusion approximation, :mod:`tsode.sde`) — plus the asymptotic
+analysis (:mod:`tsode.asymptotics`) and the symmetric plateau (:mod:`tsode.plateau`).
 """
 
 from ._compile_notice import install as _install_compile_notice
@@ -10,6 +11,7 @@ from .activations import ACTIVATIONS, Activation, activation
 from .asymptotics import FixedPoint, FixedPointError, describe, fixed_point
 from .ode import DivergenceError, StallError, drift, integrate
 from .order_parameters import OrderParameters, Setup, generalisation_error, initial_state
+from .plateau import Plateau, exit_times, symmetric_plateau
 from .simulate import simulate
 from .sweeps import sweep
 from .trajectory import Trajectory
@@ -34,4 +36,5 @@ __all__ = [
     "StallError",
     "Trajectory",
     "FixedPoint", "FixedPointError", "fixed_point", "describe",
+    "Plateau", "symmetric_plateau", "exit_times",
 ]

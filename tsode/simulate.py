@@ -47,7 +47,7 @@ from .trajectory import Trajectory
 __all__ = ["simulate", "ENGINES", "record_steps"]
 
 #: Names of the simulation engines.
-ENGINES = ("full", "reduced")
+ENGINES = ("full", "reduced", "sde")
 
 #: Eigenvalues / Cholesky pivots of G below this fraction of its largest diagonal count as zero.
 RANK_RTOL = 1e-13
@@ -241,9 +241,11 @@ def simulate(
         noise σ, weight decay κ (per step w ← (1 − κ/N) w, also v when η_v > 0; needs κ < N).
     N : int >= 1 (a whole float such as 1e5 is accepted), input dimension.
     alpha_max : float > 0, final time α = steps / N.
-    engine : "full" or "reduced"
+    engine : "full", "reduced" or "sde"
         ``"full"``: SGD on N-dimensional weights, O((K+M) N) per step. ``"reduced"``: the exact
         Markov chain of (Q, R, v), O((K+M)^3) per step whatever N; same law as ``"full"``.
+        ``"sde"``: the diffusion approximation dy = F dα + sqrt(D/N) dW (:mod:`tsode.sde`),
+        Euler–Maruyama with a step in α independent of N: cost per run independent of N.
     seed : int >= 0
         Run i draws from ``SeedSequence(seed, spawn_key=(i, j))``: the same seed gives the same
         trajectories (whatever ``workers``), and run i is the same for every ``n_runs`` > i.
@@ -292,6 +294,10 @@ def simulate(
     t_start = time.perf_counter()
     plan = _check_simulate_args(state0, setup, N, alpha_max, engine, seed, n_runs, alphas,
                                 workers, test_set, max_norm)
+    if plan.engine == "sde":  # diffusion approximation: tsode.sde
+        from .sde import trajectory
+
+        return trajectory(plan, plan.workers)
     bar = _progress_bar(plan, progress)
     try:
         rec = _Recorder(plan, bar, bool(_with_chi2))

@@ -14,7 +14,8 @@ Each experiment lives in the module of its chapter and follows the chapter contr
 * chapter 3 (:mod:`~tsode.book.both_layers`, :mod:`~tsode.book.ensembles`,
   :mod:`~tsode.book.start_spread`): :func:`both_layers`, :func:`start_spread`;
 * chapter 4 (:mod:`~tsode.book.fixed_point_maps`, :mod:`~tsode.book.split`):
-  :func:`fixed_points`, :func:`split_units`.
+  :func:`fixed_points`, :func:`split_units`;
+* chapter 5 (:mod:`~tsode.book.finite_n`, beyond the paper): :func:`finite_n`.
 
 ``full`` is the mode of the committed notebooks (CI re-executes them under nbval); ``fast`` has
 fewer runs, shorter times and smaller N for the simulations.
@@ -39,6 +40,7 @@ from .ensembles import (Initialisation, LongTimes, LongTimesSettings, ReluLateDr
                         SgdAtReadTime, initialisation_contrast, long_times, relu_late_drift,
                         sgd_at_read_time)
 from .fig1 import Fig1, Fig1Settings, fig1
+from .finite_n import FiniteN, FiniteNSettings, finite_n
 from .first_layer import (Collapse, CollapseSettings, FirstLayerCurves, FirstLayerFinal,
                           FirstLayerSettings, SlowMode, SlowModeSettings, collapse,
                           first_layer_curves, first_layer_final, slow_mode)
@@ -63,6 +65,7 @@ __all__ = [
     "start_spread", "StartSpread", "StartSpreadSettings",
     "fixed_points", "FixedPoints", "FixedPointsSettings", "Case",
     "split_units", "SplitUnits", "SplitUnitsSettings",
+    "finite_n", "FiniteN", "FiniteNSettings",
     "claimed", "robust_format", "robust_magnitude", "spectrum_summary", "perturbed",
     "ode_variants", "spread",
 ]

@@ -29,6 +29,7 @@ CHAPTER_EXPERIMENTS = {
                        "long_times"],
     "03_both_layers": ["both_layers", "start_spread"],
     "04_fixed_points": ["fixed_points", "split_units"],
+    "05_finite_n": ["finite_n"],
 }
 #: The fields of a record of book/data/summary.json (issue 12).
 #: SGD ensembles over several starts (issue 18): ``starts`` (S), ``runs`` (per start), ``stderr``

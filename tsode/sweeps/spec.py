@@ -34,8 +34,8 @@ from ..order_parameters import INITIAL_KINDS, Setup
 
 __all__ = ["Spec", "Task", "load_spec", "ENGINES", "SWEEPABLE"]
 
-ENGINES = ("ode", "fixed_point", "full", "reduced")
-SGD_ENGINES = ("full", "reduced")
+ENGINES = ("ode", "fixed_point", "full", "reduced", "sde")
+SGD_ENGINES = ("full", "reduced", "sde")
 
 
 def _number(lower=0.0, strict=False, integer=False, upper=None):

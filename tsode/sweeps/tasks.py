@@ -100,7 +100,7 @@ def run_task(payload: dict) -> dict:
     out = dict(T_teacher=np.asarray(state0.T, float), v_star=np.asarray(state0.v_star, float))
     engine, runs = s["engine"], s["runs"]
     try:
-        if engine in ("full", "reduced"):
+        if engine in ("full", "reduced", "sde"):
             traj = simulate(state0, setup, s["N"], alphas[-1], engine=engine,
                             seed=payload["sim_seed"], n_runs=runs, alphas=alphas,
                             progress=False, workers=min(s["threads"], runs))
