@@ -129,42 +129,78 @@ def _linear_row(C, W):
     return s
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _i4_rows(C, W, ik, code, out):
-    """out[m, p] = S_{ik[p]} at C[m] with weights W[m]; C, W (B, n, n), ik (P, 2), out (B, P)."""
-    B, n = C.shape[0], C.shape[1]
-    P = ik.shape[0]
-    for t in prange(B * P):
-        m, p = t // P, t % P
-        i, k = ik[p, 0], ik[p, 1]
-        if code == _ERF:
-            ac, bc, r1, acc = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-            out[m, p] = _erf_row(C[m], i, k, W[m], ac, bc, r1, acc)
-        elif code == _RELU:
-            stack, brk = np.empty((MAX_INTERVALS + 2, 2)), np.empty(MAX_BREAKS)
-            out[m, p] = _relu_row(C[m], i, k, W[m], stack, brk)
-        else:
-            out[m, p] = _linear_row(C[m], W[m])
+@njit(cache=True, nogil=True, error_model="numpy")
+def _i4_row_at(C, W, ik, code, out, t):
+    """out[m, p] = S_{ik[p]} at C[m] with weights W[m] for the flat row t = m * P + p."""
+    n, P = C.shape[1], ik.shape[0]
+    m, p = t // P, t % P
+    i, k = ik[p, 0], ik[p, 1]
+    if code == _ERF:
+        ac, bc, r1, acc = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+        out[m, p] = _erf_row(C[m], i, k, W[m], ac, bc, r1, acc)
+    elif code == _RELU:
+        stack, brk = np.empty((MAX_INTERVALS + 2, 2)), np.empty(MAX_BREAKS)
+        out[m, p] = _relu_row(C[m], i, k, W[m], stack, brk)
+    else:
+        out[m, p] = _linear_row(C[m], W[m])
+
+
+@njit(cache=True, nogil=True)
+def _i3_row_at(C, w, code, out, t):
+    """out[m, i, b] = Σ_a w[m, a] I3(i, b, a) at C[m], every b, for the flat row t = m * K + i."""
+    K, n = out.shape[1], out.shape[2]
+    m, i = t // K, t % K
+    Cm = C[m]
+    for b in range(n):
+        s = 0.0
+        for a in range(n):
+            if code == _ERF:
+                val = _erf_I3(Cm, i, b, a)
+            elif code == _RELU:
+                val = _relu_I3(Cm, i, b, a)
+            else:
+                val = _linear_I3(Cm, i, b, a)
+            s += w[m, a] * val
+        out[m, i, b] = s
+
+
+# Each row is computed by one thread, whatever their number: the threaded and serial loops give
+# bitwise the same result. Small problems use the serial loop: a parallel region costs a
+# barrier, which on a loaded machine (another process on the cores) can take a scheduler time
+# slice (~10 ms; measured 0.8 ms -> 40 ms per drift at K = 20).
+
+@njit(cache=True, parallel=True)
+def _i4_rows_threaded(C, W, ik, code, out):
+    for t in prange(C.shape[0] * ik.shape[0]):
+        _i4_row_at(C, W, ik, code, out, t)
+
+
+@njit(cache=True)
+def _i4_rows_serial(C, W, ik, code, out):
+    for t in range(C.shape[0] * ik.shape[0]):
+        _i4_row_at(C, W, ik, code, out, t)
 
 
 @njit(cache=True, parallel=True)
-def _i3_rows(C, w, code, out):
-    """out[m, i, b] = Σ_a w[m, a] I3(i, b, a) at C[m]; C (B, n, n), w (B, n), out (B, K, n)."""
-    B, K, n = out.shape
-    for t in prange(B * K):
-        m, i = t // K, t % K
-        Cm = C[m]
-        for b in range(n):
-            s = 0.0
-            for a in range(n):
-                if code == _ERF:
-                    val = _erf_I3(Cm, i, b, a)
-                elif code == _RELU:
-                    val = _relu_I3(Cm, i, b, a)
-                else:
-                    val = _linear_I3(Cm, i, b, a)
-                s += w[m, a] * val
-            out[m, i, b] = s
+def _i3_rows_threaded(C, w, code, out):
+    for t in prange(out.shape[0] * out.shape[1]):
+        _i3_row_at(C, w, code, out, t)
+
+
+@njit(cache=True)
+def _i3_rows_serial(C, w, code, out):
+    for t in range(out.shape[0] * out.shape[1]):
+        _i3_row_at(C, w, code, out, t)
+
+
+#: Integral evaluations (weighted: a ReLU I4 counts _RELU_COST) from which the threaded loops
+#: are used: ~5 ms of work on one core.
+PARALLEL_WORK = 5e5
+_RELU_COST = 20
+
+
+def _threaded(work: float) -> bool:
+    return work >= PARALLEL_WORK
 
 
 def i4_sums(C, W, ik, code) -> np.ndarray:
@@ -179,7 +215,9 @@ def i4_sums(C, W, ik, code) -> np.ndarray:
     Cb = np.ascontiguousarray(C.reshape((-1, n, n)))
     Wb = np.ascontiguousarray(np.broadcast_to(W, lead + (n, n)).reshape((-1, n, n)), dtype=float)
     out = np.empty((Cb.shape[0], ik.shape[0]))
-    _i4_rows(Cb, Wb, np.ascontiguousarray(ik, dtype=np.int64), int(code), out)
+    work = out.size * n * (n + 1) / 2 * (_RELU_COST if code == _RELU else 1)
+    rows = _i4_rows_threaded if _threaded(work) else _i4_rows_serial
+    rows(Cb, Wb, np.ascontiguousarray(ik, dtype=np.int64), int(code), out)
     return out.reshape(lead + (ik.shape[0],))
 
 
@@ -191,7 +229,8 @@ def i3_sums(C, w, K: int, code) -> np.ndarray:
     Cb = np.ascontiguousarray(C.reshape((-1, n, n)))
     wb = np.ascontiguousarray(np.broadcast_to(w, lead + (n,)).reshape((-1, n)), dtype=float)
     out = np.empty((Cb.shape[0], K, n))
-    _i3_rows(Cb, wb, int(code), out)
+    rows = _i3_rows_threaded if _threaded(out.size * n) else _i3_rows_serial
+    rows(Cb, wb, int(code), out)
     return out.reshape(lead + (K, n))
 
 
