@@ -112,6 +112,53 @@ def full_advance(W, Ws, v, vs, rng, n_steps, code, eta, eta_v, sigma, decay, x, 
     return n_steps
 
 
+# exp of fdlibm (e_exp.c, Sun Microsystems 1993; coefficients as there, with their IEEE hex
+# patterns) for x <= 0, without branches or calls, so that the lane loops vectorise: the erf
+# derivative √(2/π) exp(−λ²/2) of every lane at once (libm's exp is a scalar call, ~5 ns).
+# exp(x) = 2^k exp(r), x = k ln2 + r, |r| <= ln2/2, exp(r) from the Remez polynomial; 2^k is an
+# exact product of powers of two. Max error 1 ulp (tested against math.exp); x < -708 gives 0
+# instead of a subnormal below 3e-308.
+_LN2HI = 6.93147180369123816490e-01    # 0x3FE62E42FEE00000
+_LN2LO = 1.90821492927058770002e-10    # 0x3DEA39EF35793C76
+_INVLN2 = 1.44269504088896338700e+00   # 0x3FF71547652B82FE
+_P1 = 1.66666666666666019037e-01       # 0x3FC555555555553E
+_P2 = -2.77777777770155933842e-03      # 0xBF66C16C16BEBD93
+_P3 = 6.61375632143793436117e-05       # 0x3F11566AAF25DE2C
+_P4 = -1.65339022054652515390e-06      # 0xBEBBBD41C5D26BF1
+_P5 = 4.13813679705723846039e-08       # 0x3E66376972BEA4D0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def exp_nonpositive(x):
+    """exp(x) for x <= 0 (x > 0 is not supported), branch-free; 0 below -708; NaN gives NaN."""
+    xc = max(x, -708.0)
+    kf = math.floor(xc * _INVLN2 + 0.5)
+    hi = xc - kf * _LN2HI
+    lo = kf * _LN2LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    j = np.int64(-kf)  # 0 <= j <= 1022
+    p = 1.0
+    h = 0.5
+    for i in range(10):  # p = 2^-j, exactly: the factors 2^-(2^i) of j's bits
+        p *= h if (j >> i) & 1 else 1.0
+        h *= h
+    out = y * p
+    return out if x >= -708.0 else (0.0 if x == x else x)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def reduced_dg(code, x):
+    """g'(x) of the reduced engine: for erf √(2/π) exp(−x²/2) through :func:`exp_nonpositive`
+    (the same in the single-run and lane kernels, so a run does not depend on its grouping);
+    else :func:`tsode.activations.dg_scalar`."""
+    if code == _ERF:
+        return _SQRT_2_OVER_PI * exp_nonpositive(-0.5 * x * x)
+    return dg_scalar(code, x)
+
+
 # ---------------------------------------------------------------------------------------------
 # Reduced engine: the exact Markov chain of the Gram matrix
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +284,7 @@ def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c
         y += vs[m] * g_scalar(code, u[K + m])
     delta = phi - y
     for k in range(K):
-        c[k] = -eta * v[k] * dg_scalar(code, u[k]) * delta
+        c[k] = -eta * v[k] * reduced_dg(code, u[k]) * delta
     a = 1.0 - decay / N
     inv_n = 1.0 / N
     s_n2 = s * inv_n * inv_n
@@ -295,41 +342,6 @@ def reduced_advance_one(
 # Reduced engine, several runs ("lanes") in lockstep
 # ---------------------------------------------------------------------------------------------
 
-# exp of fdlibm (e_exp.c, Sun Microsystems 1993; coefficients as there, with their IEEE hex
-# patterns) for x <= 0, without branches or calls, so that the lane loops vectorise: the erf
-# derivative √(2/π) exp(−λ²/2) of every lane at once (libm's exp is a scalar call, ~5 ns).
-# exp(x) = 2^k exp(r), x = k ln2 + r, |r| <= ln2/2, exp(r) from the Remez polynomial; 2^k is an
-# exact product of powers of two. Max error 1 ulp (tested against math.exp); x < -708 gives 0
-# instead of a subnormal below 3e-308.
-_LN2HI = 6.93147180369123816490e-01    # 0x3FE62E42FEE00000
-_LN2LO = 1.90821492927058770002e-10    # 0x3DEA39EF35793C76
-_INVLN2 = 1.44269504088896338700e+00   # 0x3FF71547652B82FE
-_P1 = 1.66666666666666019037e-01       # 0x3FC555555555553E
-_P2 = -2.77777777770155933842e-03      # 0xBF66C16C16BEBD93
-_P3 = 6.61375632143793436117e-05       # 0x3F11566AAF25DE2C
-_P4 = -1.65339022054652515390e-06      # 0xBEBBBD41C5D26BF1
-_P5 = 4.13813679705723846039e-08       # 0x3E66376972BEA4D0
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def exp_nonpositive(x):
-    """exp(x) for x <= 0 (x > 0 is not supported), branch-free; 0 below -708; NaN gives NaN."""
-    xc = max(x, -708.0)
-    kf = math.floor(xc * _INVLN2 + 0.5)
-    hi = xc - kf * _LN2HI
-    lo = kf * _LN2LO
-    r = hi - lo
-    t = r * r
-    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    j = np.int64(-kf)  # 0 <= j <= 1022
-    p = 1.0
-    h = 0.5
-    for i in range(10):  # p = 2^-j, exactly: the factors 2^-(2^i) of j's bits
-        p *= h if (j >> i) & 1 else 1.0
-        h *= h
-    out = y * p
-    return out if x >= -708.0 else (0.0 if x == x else x)
 
 
 @njit(cache=True, nogil=True)
@@ -383,14 +395,17 @@ def cholesky_lanes(G, L, tol, ok, d, e, nl):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl):
+def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl,
+                 fresh):
     r"""Fields u = Lz (into U (n, lanes)) and s = ‖x‖² (into S (lanes,)) of step b of each lane.
 
     z = Z[b, :m, l] with m = min(n, N) and s = ‖z‖² + X2[b, l]. Full-rank lanes use
-    :func:`cholesky_lanes`; the others fall back to :func:`factor` (rank r <= m, L padded with
-    zero columns: the unused z_{r+1..m} make ‖z‖² + χ²(N − m) ~ ‖z_{1..r}‖² + χ²(N − r), so the
-    law is unchanged). L (n, n, lanes), tol, ok, d, e (lanes,), G1, A1, L1 (n, n), perm (n,)
-    are scratch.
+    :func:`cholesky_lanes` if ``fresh``, else the factor L that :func:`rank2_lanes` kept up to
+    date (lanes with ok[l] == 1; the others are factorised afresh by :func:`cholesky`); lanes
+    that are not of full rank fall back to :func:`factor` (rank r <= m, L padded with zero
+    columns: the unused z_{r+1..m} make ‖z‖² + χ²(N − m) ~ ‖z_{1..r}‖² + χ²(N − r), so the
+    law is unchanged) and leave ok[l] = 0. L (n, n, lanes) and ok (lanes,) carry the factor
+    between steps; tol, d, e (lanes,), G1, A1, L1 (n, n), perm (n,) are scratch.
     """
     n = G.shape[0]
     m = min(n, N)
@@ -408,7 +423,17 @@ def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, 
         tol[l] *= rank_rtol
         S[l] += X2[b, l]
     if n <= N:
-        cholesky_lanes(G, L, tol, ok, d, e, nl)
+        if fresh:
+            cholesky_lanes(G, L, tol, ok, d, e, nl)
+        else:
+            for l in range(nl):
+                if ok[l] == 0.0:
+                    G1[:, :] = G[:, :, l]
+                    if cholesky(G1, L1, rank_rtol):
+                        ok[l] = 1.0
+                        for i in range(n):
+                            for j in range(i + 1):
+                                L[i, j, l] = L1[i, j]
         for i in range(n):
             for l in range(nl):
                 U[i, l] = 0.0
@@ -451,13 +476,8 @@ def update_lanes(G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, ma
     for l in range(nl):
         D[l] -= C[0, l]  # delta = phi - y
     for k in range(K):
-        if code == _ERF:  # g'(λ) = √(2/π) exp(−λ²/2), vectorised over the lanes
-            for l in range(nl):
-                dg = _SQRT_2_OVER_PI * exp_nonpositive(-0.5 * U[k, l] * U[k, l])
-                C[k, l] = -eta * v[k, l] * dg * D[l]
-        else:
-            for l in range(nl):
-                C[k, l] = -eta * v[k, l] * dg_scalar(code, U[k, l]) * D[l]
+        for l in range(nl):
+            C[k, l] = -eta * v[k, l] * reduced_dg(code, U[k, l]) * D[l]
     a = 1.0 - decay / N
     a2 = a * a
     inv_n = 1.0 / N
@@ -489,9 +509,67 @@ def update_lanes(G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, ma
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def rank2_lanes(L, U, C, S, a, K, N, tol, ok, P, X, d, e, f, nl):
+    r"""Carry the Cholesky factor of every full-rank lane (ok[l] == 1) through one SGD step.
+
+    The step of :func:`update_lanes` is :math:`G' = DGD + pp^\top - qq^\top` with
+    :math:`D = \mathrm{diag}(a 1_K, 1_M)`, :math:`\tilde u = Du`, :math:`q = \tilde u/\sqrt s`
+    and :math:`p = q + (\sqrt s/N)(c, 0)`; :math:`DGD - qq^\top = DL(I - zz^\top/s)L^\top D`
+    is PSD (s >= ‖z‖²), so L <- DL, then a rank-1 downdate by q and an update by p, column by
+    column (O(n²) per lane instead of the O(n³) of a new factorisation). A lane whose pivot
+    falls to ``<= tol[l]`` gets ok[l] = 0 (factorised afresh at the next step).
+
+    L (n, n, lanes); U (n, lanes) the step's fields, C (K, lanes) its c_k and S (lanes,) its
+    s/N² (as left by :func:`update_lanes`); P, X (n, lanes), d, e, f (lanes,) scratch.
+    """
+    n = L.shape[0]
+    inv_n = 1.0 / N
+    for l in range(nl):
+        d[l] = math.sqrt(S[l])            # √s / N
+        f[l] = inv_n / d[l]               # 1 / √s
+    for i in range(n):
+        ai = a if i < K else 1.0
+        for l in range(nl):
+            X[i, l] = ai * U[i, l] * f[l]
+            P[i, l] = X[i, l] + (d[l] * C[i, l] if i < K else 0.0)
+    if a != 1.0:
+        for i in range(K):
+            for j in range(i + 1):
+                for l in range(nl):
+                    L[i, j, l] *= a
+    for j in range(n):
+        # downdate by X (hyperbolic rotation), then update by P, of column j
+        for l in range(nl):
+            ljj, x = L[j, j, l], X[j, l]
+            r2 = (ljj - x) * (ljj + x)
+            good = r2 > tol[l] and ljj > 0.0
+            ok[l] = ok[l] if good else 0.0
+            r = math.sqrt(r2) if good else 1.0
+            d[l] = r / (ljj if good else 1.0)
+            e[l] = x / (ljj if good else 1.0)
+            L[j, j, l] = r
+        for i in range(j + 1, n):
+            for l in range(nl):
+                lij = (L[i, j, l] - e[l] * X[i, l]) / d[l]
+                X[i, l] = d[l] * X[i, l] - e[l] * lij
+                L[i, j, l] = lij
+        for l in range(nl):
+            ljj, p = L[j, j, l], P[j, l]
+            r = math.sqrt(ljj * ljj + p * p)
+            d[l] = r / ljj
+            e[l] = p / ljj
+            L[j, j, l] = r
+        for i in range(j + 1, n):
+            for l in range(nl):
+                lij = (L[i, j, l] + e[l] * P[i, l]) / d[l]
+                P[i, l] = d[l] * P[i, l] - e[l] * lij
+                L[i, j, l] = lij
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def reduced_advance_lanes(
     G, v, vs, Z, X2, ZE, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
-    failed,
+    failed, refresh, L, ok,
 ):
     """Run ``n_steps`` steps of the exact chain on every lane (one run each) in place.
 
@@ -501,19 +579,29 @@ def reduced_advance_lanes(
     (:func:`sample_lanes`), then the SGD update of G and v (:func:`update_lanes`). Returns the
     number of steps completed by all lanes; fewer than ``n_steps`` means that lane failed[0]
     diverged (see :func:`update_lanes`) at step (value + 1).
+
+    ``refresh`` (>= 1): G is factorised afresh every ``refresh`` steps (and at the first step
+    of the call); in between, the factor L (n, n, lanes) is carried through each step by the
+    rank-2 update of :func:`rank2_lanes`. refresh = 1: a new factorisation every step. L and
+    ok (lanes,) are scratch (the factor and its validity; read by the tests).
     """
     n, _, nl = G.shape
-    L, U, C = np.zeros((n, n, nl)), np.empty((n, nl)), np.empty((K, nl))
+    U, C = np.empty((n, nl)), np.empty((K, nl))
+    P, X, f = np.empty((n, nl)), np.empty((n, nl)), np.empty(nl)
     S, tol, d, D = np.empty(nl), np.empty(nl), np.empty(nl), np.empty(nl)
-    ok, e = np.empty(nl), np.empty(nl)
+    e = np.empty(nl)
     G1, A1, L1 = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
     perm = np.empty(n, dtype=np.int64)
+    a = 1.0 - decay / N
     for b in range(n_steps):
-        sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl)
+        sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl,
+                     b % refresh == 0)
         lane = update_lanes(
             G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl
         )
         if lane >= 0:
             failed[0] = lane
             return b
+        if refresh > 1 and n <= N:
+            rank2_lanes(L, U, C, S, a, K, N, tol, ok, P, X, d, e, f, nl)
     return n_steps

@@ -58,6 +58,12 @@ _PIECE_WORK = 2e7
 _LANES = 32
 _MIN_LANES = 4
 
+#: From this many fields K + M on, the reduced engine carries the Cholesky factor of G from step
+#: to step by a rank-2 update (O((K+M)^2)) and factorises afresh (O((K+M)^3)) only every
+#: _REFRESH steps; below it a new factorisation is as cheap (measured, benchmarks/scale.py).
+_RANK2_MIN_FIELDS = 24
+_REFRESH = 128
+
 
 def record_steps(N: int, alpha_max: float, alphas=None) -> np.ndarray:
     """Step counts at which a simulation of input dimension N records the order parameters.
@@ -179,6 +185,9 @@ class _ReducedRuns:
         self.Z = np.empty((chunk, min(n, N), runs))
         self.X2, self.ZE = np.empty((chunk, runs)), np.empty((chunk, runs))
         self.failed = np.zeros(1, dtype=np.int64)  # the run of the group that diverged
+        # the Cholesky factor carried by rank-2 updates between fresh factorisations
+        self.refresh = _REFRESH if n >= _RANK2_MIN_FIELDS else 1
+        self.L, self.ok = np.zeros((n, n, runs)), np.zeros(runs)
 
     def advance(self, n_steps):
         done = 0
@@ -187,7 +196,7 @@ class _ReducedRuns:
             for j, rng in enumerate(self.rngs):
                 _k.draw_block(rng, *self.draw_pars, self.Z[:b, :, j], self.X2[:b, j],
                               self.ZE[:b, j])
-            if len(self.rngs) == 1:  # scalar loops: faster than lanes for one run
+            if len(self.rngs) == 1 and self.refresh == 1:  # scalar loops: faster for one run
                 n = self.G.shape[0]
                 completed = _k.reduced_advance_one(
                     self.G.reshape(n, n), self.v.reshape(-1), self.vs, self.Z[:, :, 0],
@@ -196,7 +205,7 @@ class _ReducedRuns:
             else:
                 completed = _k.reduced_advance_lanes(
                     self.G, self.v, self.vs, self.Z, self.X2, self.ZE, b, self.K, self.N,
-                    *self.pars, self.failed,
+                    *self.pars, self.failed, self.refresh, self.L, self.ok,
                 )
             done += completed
             if completed < b:
