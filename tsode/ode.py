@@ -46,9 +46,11 @@ class StallError(RuntimeError):
     """Raised when the solver stops making progress or exceeds its budget of evaluations."""
 
 
-#: Bytes held per I4 integral by the drift and its Jacobian: index tuples (32), values and
-#: coefficients (3 x 8), column hit lists (~10 x 4), scratch.
+#: Bytes held per I4 integral by the per-integral Jacobian: index tuples (32), values and
+#: coefficients (3 x 8), column hit lists (~10 x 4), scratch. (The drift itself holds none.)
 _BYTES_PER_I4 = 112
+#: integrate() hands its per-integral FD Jacobian to the implicit solvers up to this size.
+_JACOBIAN_BUDGET = 2**30
 
 
 class Drift:
@@ -125,6 +127,11 @@ class Drift:
         n = self.K + self.M
         return index_tuples(self.K, n, n)
 
+    def jacobian_bytes(self) -> float:
+        """Memory of the per-integral Jacobian's index sets and values (~K^4 / 2 I4 tuples)."""
+        n = self.K + self.M
+        return _BYTES_PER_I4 * self.n_q * n * (n + 1) / 2
+
     @functools.cached_property
     def idx4(self) -> np.ndarray:
         """(n_ik * n_ab, 4) index tuples (i, k, a, b), i <= k, a <= b, of the I4 integrals.
@@ -132,7 +139,7 @@ class Drift:
         Materialised only for the per-integral path (:meth:`integrals`, the Jacobian): ~K^4 / 2
         tuples, hence the memory check; the drift itself never builds them."""
         n = self.K + self.M
-        check_memory(_BYTES_PER_I4 * self.n_q * n * (n + 1) / 2,
+        check_memory(self.jacobian_bytes(),
                      f"the per-integral Jacobian of the ODEs at K={self.K}, M={self.M}",
                      "its I4 index sets grow like K^4 / 2; use a smaller K (the drift and "
                      "integrate() with a non-stiff method need no Jacobian)")
@@ -487,6 +494,8 @@ def integrate(
         error above alpha_max counts as alpha_max); default 0 and 200 log-spaced times.
     rtol, atol : solver tolerances (scipy.integrate.solve_ivp), 0 < rtol <= 0.1, atol > 0.
     method : any solve_ivp method; LSODA switches between Adams and BDF as the dynamics stiffen.
+        The implicit methods get the sparse FD Jacobian while its index sets fit in 1 GiB
+        (K <~ 60 at M = 4); beyond, they difference the drift themselves (size evaluations).
     max_norm : the run is declared divergent when an overlap exceeds this in absolute value
         (0 < max_norm <= 1e100).
     max_nfev : budget of drift evaluations; the run also stops when 5000 evaluations pass
@@ -509,7 +518,9 @@ def integrate(
     rhs = _Monitor(f, y0, alpha_max, max_norm, max_nfev)
     t0 = time.perf_counter()
     options = {}
-    if method in ("LSODA", "BDF", "Radau"):  # implicit solvers: a cheap sparse FD Jacobian
+    if method in ("LSODA", "BDF", "Radau") and f.jacobian_bytes() <= _JACOBIAN_BUDGET:
+        # implicit solvers: a cheap sparse FD Jacobian (beyond the budget, K >~ 60, the solver's
+        # own dense FD Jacobian: size evaluations of the drift, no K^4 index sets)
         options["jac"] = lambda a, y: f.jacobian(a, y, central=False)
     try:
         sol = solve_ivp(rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol,
