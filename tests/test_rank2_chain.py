@@ -28,7 +28,7 @@ def lanes_run(state0, N, n_steps, refresh, lanes=6, seed=0, eta=0.8, eta_v=0.3, 
         k.draw_block(rng, m, N, sigma, True, Z[:, :, j], X2[:, j], ZE[:, j])
     L, ok, failed = np.zeros((n, n, lanes)), np.zeros(lanes), np.zeros(1, dtype=np.int64)
     done = k.reduced_advance_lanes(G, v, vs, Z, X2, ZE, n_steps, K, N, code, eta, eta_v, sigma,
-                                   decay, 1e8, RANK_RTOL, failed, refresh, L, ok)
+                                   decay, 1e8, RANK_RTOL, failed, refresh, L, ok, 0)
     assert done == n_steps
     return G, v, L, ok
 
