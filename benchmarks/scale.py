@@ -93,10 +93,22 @@ def child(what, K):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def header(title, *cols):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+
+
+def print_exponent(ks, walls):
+    big = [i for i, K in enumerate(ks) if K >= 20]
+    if len(big) >= 2:
+        print(f"\nfitted exponent of the wall time in K (K >= 20): "
+              f"{slope(np.array(ks)[big], np.array(walls)[big]):.2f}")
+
+
 def drift_table(ks):
-    print("\n### Drift: one evaluation (erf, M = 4, first layer)\n")
-    print("| K | I4 integrals | wall (s) | CPU (s) | per-integral path, wall (s) | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
+    header("Drift: one evaluation (erf, M = 4, first layer)", "K", "I4 integrals", "wall (s)",
+           "CPU (s)", "per-integral path, wall (s)", "peak RSS (MB)")
     walls = []
     for K in ks:
         f, y = drift_case(K)
@@ -111,26 +123,19 @@ def drift_table(ks):
         peak = child("drift", K)["peak"] / 2**20
         print(f"| {K} | {f.n_q * n * (n + 1) // 2:,} | {wall:.4f} | {cpu:.4f} | {old} | "
               f"{peak:.0f} |", flush=True)
-    big = [i for i, K in enumerate(ks) if K >= 20]
-    if len(big) >= 2:
-        print(f"\nfitted exponent of the wall time in K (K >= 20): "
-              f"{slope(np.array(ks)[big], np.array(walls)[big]):.2f}")
+    print_exponent(ks, walls)
 
 
 def ode_table(ks):
-    print("\n### ODE to alpha = 10 (erf, M = 4, eta = 0.5, LSODA rtol 1e-8)\n")
-    print("| K | wall (s) | CPU (s) | drift evaluations | Jacobians | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
+    header("ODE to alpha = 10 (erf, M = 4, eta = 0.5, LSODA rtol 1e-8)", "K", "wall (s)",
+           "CPU (s)", "drift evaluations", "Jacobians", "peak RSS (MB)")
     walls = []
     for K in ks:
         r = child("ode", K)
         walls.append(r["seconds"])
         print(f"| {K} | {r['seconds']:.2f} | {r['cpu']:.2f} | {r['nfev']} | {r['njev']} | "
               f"{r['peak'] / 2**20:.0f} |", flush=True)
-    big = [i for i, K in enumerate(ks) if K >= 20]
-    if len(big) >= 2:
-        print(f"\nfitted exponent of the wall time in K (K >= 20): "
-              f"{slope(np.array(ks)[big], np.array(walls)[big]):.2f}")
+    print_exponent(ks, walls)
 
 
 def chain_rate(K, M, N, alpha, runs=64):
@@ -150,9 +155,8 @@ def chain_rate(K, M, N, alpha, runs=64):
 
 
 def chain_table(f):
-    print("\n### Exact chain (reduced engine, erf, first layer, 64 runs, default threads)\n")
-    print("| K | M | N | run-steps/s (wall) | run-steps/s per CPU-second |")
-    print("|---|---|---|---|---|")
+    header("Exact chain (reduced engine, erf, first layer, 64 runs, default threads)", "K", "M",
+           "N", "run-steps/s (wall)", "run-steps/s per CPU-second")
     ns, rates = [], []
     for K in (4, 8, 16, 32):
         steps = int(2e5 * f * 36 / (K + 2) ** 2)
@@ -212,10 +216,9 @@ def naive_rate(n_steps, runs=4):
 
 
 def yardstick(f):
-    print("\n### Reduced engine against the naive one-thread chain (same process)\n")
-    print("| naive chain, steps/s (wall) | engine, run-steps/s (wall) | ratio (wall) | "
-          "ratio per CPU-second |")
-    print("|---|---|---|---|")
+    header("Reduced engine against the naive one-thread chain (same process)",
+           "naive chain, steps/s (wall)", "engine, run-steps/s (wall)", "ratio (wall)",
+           "ratio per CPU-second")
     for _ in range(2):
         nw, nc = naive_rate(int(2e5 * f))
         ew, ec = chain_rate(4, 2, 1000, 100 * f)

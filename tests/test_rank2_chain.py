@@ -1,7 +1,5 @@
 """The reduced chain's rank-2 Cholesky update (tsode._sim_kernels.rank2_lanes) against fresh
-factorisations, its rank-deficient fallbacks, and the branch-free exp of the lane kernels."""
-
-import math
+factorisations and its rank-deficient fallbacks (its branch-free exp: tests/test_drift_sums.py)."""
 
 import numpy as np
 import pytest
@@ -114,23 +112,3 @@ def test_simulate_with_rank2_runs_does_not_depend_on_grouping():
     one = tsode.simulate(state0, setup, n_runs=1, **kw)
     np.testing.assert_array_equal(group.Q[0], one.Q)
     np.testing.assert_array_equal(group.v[0], one.v)
-
-
-def test_branch_free_exp_is_within_one_ulp_of_libm():
-    from numba import njit
-
-    @njit(error_model="numpy")
-    def many(x, out):
-        for i in range(x.size):
-            out[i] = k.exp_nonpositive(x[i])
-
-    rng = np.random.default_rng(0)
-    x = np.concatenate([-rng.uniform(0, 4, 300_000), -rng.uniform(0, 708, 100_000),
-                        -(10 ** rng.uniform(-20, 0, 50_000)),
-                        [0.0, -0.0, -708.0, -0.5 * math.log(2), -math.log(2), -1e-300]])
-    out = np.empty_like(x)
-    many(x, out)
-    ref = np.array([math.exp(t) for t in x])
-    assert (np.abs(out - ref) / np.spacing(ref)).max() <= 1.0
-    assert k.exp_nonpositive(-709.0) == 0.0 and k.exp_nonpositive(-np.inf) == 0.0
-    assert math.isnan(k.exp_nonpositive(np.nan))
