@@ -132,12 +132,10 @@ def test_block_by_block_sums_equal_the_fused_ones(act):
     state = tsode.initial_state(5, 2, "random", N=40, seed=1, v="normal")
     f = Drift.from_state(state, tsode.Setup(act, eta=0.5))
     C, w = np.asarray(state.covariance), f._w(np.asarray(state.v))
-    W = f._pair_weights(w)
-    fused = ds.i4_sums(C, W, f.ik, f.act.code)
-    wab = W[f.ab[:, 0], f.ab[:, 1]]
+    A, S4 = ds.fused_sums(C, w, f.K, f.ik, f.act.code)
+    wab = f.ab_weight * w[f.ab[:, 0]] * w[f.ab[:, 1]]
     blocks = ds.chunked_sums(f.k["I4"], C, wab, f.ik, f.ab, rows_per_block=4)
-    np.testing.assert_allclose(fused, blocks, rtol=1e-14, atol=1e-15)
-    A = ds.i3_sums(C, w, f.K, f.act.code)
+    np.testing.assert_allclose(S4, blocks, rtol=1e-14, atol=1e-15)
     A_blocks = ds.chunked_sums(f.k["I3"], C, w, f.idx2, np.arange(f.K + f.M)[:, None], 3)
     np.testing.assert_allclose(A, A_blocks.reshape(A.shape), rtol=1e-14, atol=1e-15)
 
@@ -151,26 +149,23 @@ def test_threaded_and_serial_loops_agree_bitwise(act):
     state = tsode.initial_state(6, 3, "random", N=40, seed=4, v="normal")
     f = Drift.from_state(state, tsode.Setup(act, eta=0.5))
     C = np.ascontiguousarray(np.asarray(state.covariance)[None])
-    w = f._w(np.asarray(state.v))[None]
-    W = np.ascontiguousarray(f._pair_weights(w))
-    code = f.act.code
+    w = np.ascontiguousarray(f._w(np.asarray(state.v))[None])
+    n, code = f.K + f.M, f.act.code
     outs = []
     before = numba.get_num_threads()
     try:
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
-            o4, o3 = np.empty((1, f.n_q)), np.empty((1, f.K, f.K + f.M))
-            ds._i4_rows_threaded(C, W, f.ik, code, o4)
-            ds._i3_rows_threaded(C, np.ascontiguousarray(w), code, o3)
-            outs.append((o4, o3))
+            A, S4 = np.empty((1, f.K, n)), np.empty((1, f.n_q))
+            ds._rows_threaded(C, w, f.ik, code, A, S4)
+            outs.append((A, S4))
     finally:
         numba.set_num_threads(before)
-    s4, s3 = np.empty((1, f.n_q)), np.empty((1, f.K, f.K + f.M))
-    ds._i4_rows_serial(C, W, f.ik, code, s4)
-    ds._i3_rows_serial(C, np.ascontiguousarray(w), code, s3)
-    for o4, o3 in outs:
-        np.testing.assert_array_equal(o4, s4)
-        np.testing.assert_array_equal(o3, s3)
+    A, S4 = np.empty((1, f.K, n)), np.empty((1, f.n_q))
+    ds._rows_serial(C, w, f.ik, code, A, S4)
+    for A_t, S4_t in outs:
+        np.testing.assert_array_equal(A_t, A)
+        np.testing.assert_array_equal(S4_t, S4)
 
 
 def test_drift_at_large_K_materialises_no_index_tuples():

@@ -30,7 +30,7 @@ from ._relu_i4 import _i4_tuple
 from ._relu_quadrature import MAX_BREAKS, MAX_INTERVALS
 from .activations import _ERF, _LINEAR, _RELU, _erf_I3, _linear_I3, _relu_I3
 
-__all__ = ["i3_sums", "i4_sums", "chunked_sums", "chunked_max_abs", "tuple_blocks", "FUSED_CODES"]
+__all__ = ["fused_sums", "chunked_sums", "chunked_max_abs", "tuple_blocks", "FUSED_CODES"]
 
 #: Activation codes with fused kernels.
 FUSED_CODES = (_ERF, _RELU, _LINEAR)
@@ -78,12 +78,12 @@ def asin_clipped(x):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _erf_row(C, i, k, W, ac, bc, r1, acc):
-    r"""S_ik for erf: Σ_{a≤b} W_ab I4(i, k, a, b) with the closed form of Saad & Solla,
-    I4 = (4/π²) asin(Λ0 / √(Λ1 Λ2)) / √Λ4 (:func:`tsode.activations._erf_I4`), with the row
-    constants hoisted: Λ1 of field c is a function of c alone, and Λ0 is linear in the entries
-    of row b. ac, bc, r1, acc (n,) scratch; the inner loop accumulates acc[b] over a (no
-    reduction inside it, so it vectorises), then acc is summed in order."""
+def _erf_row(C, i, k, w, ac, bc, r1, acc):
+    r"""S_ik for erf: Σ_{a≤b} (2 − δ_ab) w_a w_b I4(i, k, a, b) with the closed form of Saad &
+    Solla, I4 = (4/π²) asin(Λ0 / √(Λ1 Λ2)) / √Λ4 (:func:`tsode.activations._erf_I4`), with the
+    row constants hoisted: Λ1 of field c is a function of c alone, and Λ0 is linear in the
+    entries of row b. ac, bc, r1, acc (n,) scratch; the inner loop accumulates acc[b] over a
+    (no reduction inside it, so it vectorises), then acc is summed in order."""
     n = C.shape[0]
     aa1, bb1, ab = 1.0 + C[i, i], 1.0 + C[k, k], C[i, k]
     lam4 = aa1 * bb1 - ab * ab
@@ -96,10 +96,12 @@ def _erf_row(C, i, k, W, ac, bc, r1, acc):
     for a in range(n):
         # Λ0 = Λ4 C_ab + bc_b (ab ac_a - aa1 bc_a) + ac_b (ab bc_a - bb1 ac_a)
         pa, qa, ra = ab * ac[a] - aa1 * bc[a], ab * bc[a] - bb1 * ac[a], r1[a]
-        Ca, Wa = C[a], W[a]
-        for b in range(a, n):
+        Ca, wa = C[a], w[a]
+        acc[a] += wa * wa * asin_clipped((lam4 * Ca[a] + bc[a] * pa + ac[a] * qa) * (ra * ra))
+        w2 = 2.0 * wa
+        for b in range(a + 1, n):
             x = (lam4 * Ca[b] + bc[b] * pa + ac[b] * qa) * (ra * r1[b])
-            acc[b] += Wa[b] * asin_clipped(x)
+            acc[b] += w2 * w[b] * asin_clipped(x)
     s = 0.0
     for b in range(n):
         s += acc[b]
@@ -107,61 +109,66 @@ def _erf_row(C, i, k, W, ac, bc, r1, acc):
 
 
 @njit(cache=True, nogil=True)
-def _relu_row(C, i, k, W, stack, brk):
+def _pair_weight(w, a, b):
+    """(2 − δ_ab) w_a w_b, as the per-integral path computes it."""
+    return w[a] * w[a] if a == b else 2.0 * w[a] * w[b]
+
+
+@njit(cache=True, nogil=True)
+def _relu_row(C, i, k, w, stack, brk):
     """S_ik for ReLU: the exact per-tuple I4 of :mod:`tsode._relu_i4` (closed forms for
     repeated indices, quadrature for distinct ones)."""
     n = C.shape[0]
     s = 0.0
     for a in range(n):
         for b in range(a, n):
-            s += W[a, b] * _i4_tuple(C, i, k, a, b, stack, brk)
+            s += _pair_weight(w, a, b) * _i4_tuple(C, i, k, a, b, stack, brk)
     return s
 
 
 @njit(cache=True, nogil=True)
-def _linear_row(C, W):
+def _linear_row(C, w):
     """S_ik for the linear activation, I4(i, k, a, b) = C_ab (the same for every row)."""
     n = C.shape[0]
     s = 0.0
     for a in range(n):
         for b in range(a, n):
-            s += W[a, b] * C[a, b]
+            s += _pair_weight(w, a, b) * C[a, b]
     return s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _i4_row_at(C, W, ik, code, out, t):
-    """out[m, p] = S_{ik[p]} at C[m] with weights W[m] for the flat row t = m * P + p."""
-    n, P = C.shape[1], ik.shape[0]
+def _row_at(C, w, ik, code, A, S4, t):
+    """Row t of the flat work list: t < B K: A[m, i, :] (t = m K + i); then S4[m, p]
+    (t − B K = m P + p)."""
+    B, K, n = A.shape
+    P = ik.shape[0]
+    if t < B * K:
+        m, i = t // K, t % K
+        Cm = C[m]
+        for b in range(n):
+            s = 0.0
+            for a in range(n):
+                if code == _ERF:
+                    val = _erf_I3(Cm, i, b, a)
+                elif code == _RELU:
+                    val = _relu_I3(Cm, i, b, a)
+                else:
+                    val = _linear_I3(Cm, i, b, a)
+                s += w[m, a] * val
+            A[m, i, b] = s
+        return
+    t -= B * K
     m, p = t // P, t % P
     i, k = ik[p, 0], ik[p, 1]
     if code == _ERF:
         ac, bc, r1, acc = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-        out[m, p] = _erf_row(C[m], i, k, W[m], ac, bc, r1, acc)
+        S4[m, p] = _erf_row(C[m], i, k, w[m], ac, bc, r1, acc)
     elif code == _RELU:
         stack, brk = np.empty((MAX_INTERVALS + 2, 2)), np.empty(MAX_BREAKS)
-        out[m, p] = _relu_row(C[m], i, k, W[m], stack, brk)
+        S4[m, p] = _relu_row(C[m], i, k, w[m], stack, brk)
     else:
-        out[m, p] = _linear_row(C[m], W[m])
-
-
-@njit(cache=True, nogil=True)
-def _i3_row_at(C, w, code, out, t):
-    """out[m, i, b] = Σ_a w[m, a] I3(i, b, a) at C[m], every b, for the flat row t = m * K + i."""
-    K, n = out.shape[1], out.shape[2]
-    m, i = t // K, t % K
-    Cm = C[m]
-    for b in range(n):
-        s = 0.0
-        for a in range(n):
-            if code == _ERF:
-                val = _erf_I3(Cm, i, b, a)
-            elif code == _RELU:
-                val = _relu_I3(Cm, i, b, a)
-            else:
-                val = _linear_I3(Cm, i, b, a)
-            s += w[m, a] * val
-        out[m, i, b] = s
+        S4[m, p] = _linear_row(C[m], w[m])
 
 
 # Each row is computed by one thread, whatever their number: the threaded and serial loops give
@@ -170,68 +177,42 @@ def _i3_row_at(C, w, code, out, t):
 # slice (~10 ms; measured 0.8 ms -> 40 ms per drift at K = 20).
 
 @njit(cache=True, parallel=True)
-def _i4_rows_threaded(C, W, ik, code, out):
-    for t in prange(C.shape[0] * ik.shape[0]):
-        _i4_row_at(C, W, ik, code, out, t)
+def _rows_threaded(C, w, ik, code, A, S4):
+    for t in prange(A.shape[0] * (A.shape[1] + ik.shape[0])):
+        _row_at(C, w, ik, code, A, S4, t)
 
 
 @njit(cache=True)
-def _i4_rows_serial(C, W, ik, code, out):
-    for t in range(C.shape[0] * ik.shape[0]):
-        _i4_row_at(C, W, ik, code, out, t)
+def _rows_serial(C, w, ik, code, A, S4):
+    for t in range(A.shape[0] * (A.shape[1] + ik.shape[0])):
+        _row_at(C, w, ik, code, A, S4, t)
 
 
-@njit(cache=True, parallel=True)
-def _i3_rows_threaded(C, w, code, out):
-    for t in prange(out.shape[0] * out.shape[1]):
-        _i3_row_at(C, w, code, out, t)
-
-
-@njit(cache=True)
-def _i3_rows_serial(C, w, code, out):
-    for t in range(out.shape[0] * out.shape[1]):
-        _i3_row_at(C, w, code, out, t)
-
-
-#: Integral evaluations (weighted: a ReLU I4 counts _RELU_COST) from which the threaded loops
-#: are used: ~5 ms of work on one core.
+#: Integral evaluations (weighted: a ReLU I4 counts _RELU_COST) from which the threaded loop
+#: is used: ~5 ms of work on one core.
 PARALLEL_WORK = 5e5
 _RELU_COST = 20
 
 
-def _threaded(work: float) -> bool:
-    return work >= PARALLEL_WORK
+def fused_sums(C, w, K: int, ik, code):
+    r"""(A, S) of the drift at field covariances C (..., n, n) and signed readout w (..., n):
 
-
-def i4_sums(C, W, ik, code) -> np.ndarray:
-    r"""S_p = Σ_{a≤b} W_ab I4(ik[p, 0], ik[p, 1], a, b) at field covariances C (..., n, n).
-
-    W (..., n, n) holds the weights of the pairs a ≤ b (entries below the diagonal are ignored);
-    ik (P, 2) int64 the student pairs. Returns (..., P). Fused for erf, ReLU and linear
-    (``code`` in FUSED_CODES); any other code raises (use :func:`chunked_sums`).
+    A (..., K, n) = Σ_a w_a I3(i, b, a); S (..., P) = Σ_{a≤b} (2 − δ_ab) w_a w_b
+    I4(ik[p, 0], ik[p, 1], a, b) for the student pairs ik (P, 2) int64. One compiled call,
+    threaded from PARALLEL_WORK integrals on. ``code`` in FUSED_CODES (erf, ReLU, linear).
     """
-    C = np.asarray(C, dtype=float)
-    lead, n = C.shape[:-2], C.shape[-1]
-    Cb = np.ascontiguousarray(C.reshape((-1, n, n)))
-    Wb = np.ascontiguousarray(np.broadcast_to(W, lead + (n, n)).reshape((-1, n, n)), dtype=float)
-    out = np.empty((Cb.shape[0], ik.shape[0]))
-    work = out.size * n * (n + 1) / 2 * (_RELU_COST if code == _RELU else 1)
-    rows = _i4_rows_threaded if _threaded(work) else _i4_rows_serial
-    rows(Cb, Wb, np.ascontiguousarray(ik, dtype=np.int64), int(code), out)
-    return out.reshape(lead + (ik.shape[0],))
-
-
-def i3_sums(C, w, K: int, code) -> np.ndarray:
-    r"""A_ib = Σ_a w_a I3(i, b, a) at field covariances C (..., n, n), readout w (..., n);
-    returns (..., K, n). Fused for erf, ReLU and linear."""
-    C = np.asarray(C, dtype=float)
-    lead, n = C.shape[:-2], C.shape[-1]
-    Cb = np.ascontiguousarray(C.reshape((-1, n, n)))
-    wb = np.ascontiguousarray(np.broadcast_to(w, lead + (n,)).reshape((-1, n)), dtype=float)
-    out = np.empty((Cb.shape[0], K, n))
-    rows = _i3_rows_threaded if _threaded(out.size * n) else _i3_rows_serial
-    rows(Cb, wb, int(code), out)
-    return out.reshape(lead + (K, n))
+    n = C.shape[-1]
+    lead = C.shape[:-2]
+    if w.shape != lead + (n,):
+        w = np.broadcast_to(w, lead + (n,))
+    Cb = np.ascontiguousarray(C, dtype=float).reshape((-1, n, n))
+    wb = np.ascontiguousarray(w, dtype=float).reshape((-1, n))
+    B, P = Cb.shape[0], ik.shape[0]
+    A, S4 = np.empty((B, K, n)), np.empty((B, P))
+    work = B * (K * n * n + P * n * (n + 1) / 2 * (_RELU_COST if code == _RELU else 1))
+    rows = _rows_threaded if work >= PARALLEL_WORK else _rows_serial
+    rows(Cb, wb, ik, int(code), A, S4)
+    return A.reshape(lead + (K, n)), S4.reshape(lead + (P,))
 
 
 def tuple_blocks(rows, cols, rows_per_block: int = 64):

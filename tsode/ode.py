@@ -30,7 +30,7 @@ from ._common import (
     check_alphas, check_int, check_memory, check_number, covariance, default_alphas,
     fd_jacobian, fd_steps,
 )
-from ._drift_sums import FUSED_CODES, chunked_max_abs, chunked_sums, i3_sums, i4_sums
+from ._drift_sums import FUSED_CODES, chunked_max_abs, chunked_sums, fused_sums
 from .activations import index_tuples
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
@@ -166,13 +166,6 @@ class Drift:
         return np.concatenate([v, -np.broadcast_to(self.v_star, v.shape[:-1] + (self.M,))],
                               axis=-1)
 
-    def _pair_weights(self, w):
-        """(..., n, n) weights (2 - delta_ab) w_a w_b of the I4 sum (used on a <= b only)."""
-        W = 2.0 * w[..., :, None] * w[..., None, :]
-        d = np.arange(w.shape[-1])
-        W[..., d, d] = w * w
-        return W
-
     def sums(self, C, w) -> dict:
         r"""The weighted integral sums of the drift at field covariances C (..., n, n) and
         signed readout w (..., n), without materialising the integrals:
@@ -182,15 +175,13 @@ class Drift:
         for erf, ReLU and linear; other activations are summed block by block."""
         C = np.asarray(C, dtype=float)
         K, n, code = self.K, self.K + self.M, self.act.code
-        W = self._pair_weights(w)
         with np.errstate(over="ignore", invalid="ignore"):
             if code in FUSED_CODES:
-                A = i3_sums(C, w, K, code)
-                S4 = i4_sums(C, W, self.ik, code)
+                A, S4 = fused_sums(C, w, K, self.ik, code)
             else:
                 A = chunked_sums(self.k["I3"], C, w, self.idx2, np.arange(n)[:, None])
                 A = A.reshape(C.shape[:-2] + (K, n))
-                wab = W[..., self.ab[:, 0], self.ab[:, 1]]
+                wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
                 S4 = chunked_sums(self.k["I4"], C, wab, self.ik, self.ab)
             out = {"A": A, "S4": S4}
             if self.setup.sigma > 0:
