@@ -505,6 +505,10 @@ def integrate(
     alpha_max, alphas, rtol, atol, max_norm, max_nfev = _check_integrate_args(
         state0, setup, alpha_max, alphas, rtol, atol, max_norm, max_nfev)
     f = Drift.from_state(state0, setup)
+    if method in ("LSODA", "BDF", "Radau"):  # they hold a dense (size, size) Jacobian
+        check_memory(8.0 * f.size**2, f"the ODEs at K={state0.K}, M={state0.M}",
+                     f"method={method!r} holds a dense Jacobian of the {f.size} unknowns; use "
+                     "method='DOP853' or 'RK45' (explicit, no Jacobian) or a smaller K")
     y0 = f.pack_state(state0)
     rhs = _Monitor(f, y0, alpha_max, max_norm, max_nfev)
     t0 = time.perf_counter()
