@@ -41,7 +41,7 @@ _FOUR_OVER_PI2 = 4.0 / math.pi**2
 # asin of fdlibm / musl (e_asin.c, Sun Microsystems 1993; coefficients as there, with their
 # IEEE hex patterns): a rational approximation R(z) on one of two reduced arguments, written
 # without branches or calls so that the row loops vectorise (libm's asin is a scalar call).
-# Max error 2 ulp; tested against math.asin in tests/test_drift_sums.py.
+# Max error 1 ulp; tested against math.asin in tests/test_drift_sums.py.
 _PIO2_HI = 1.57079632679489655800e+00  # 0x3FF921FB54442D18
 _PIO2_LO = 6.12323399573676603587e-17  # 0x3C91A62633145C07
 _PS0 = 1.66666666666666657415e-01      # 0x3FC5555555555555
@@ -67,9 +67,12 @@ def asin_clipped(x):
     q = 1.0 + z * (_QS1 + z * (_QS2 + z * (_QS3 + z * _QS4)))
     r = p / q
     s = math.sqrt(z)
-    # |x| >= 0.5: pi/2 - 2 (s + s r), s = sqrt((1 - |x|) / 2) (fdlibm's |x| > 0.975 branch, used
-    # down to 0.5 without its extra-precise split of s: 2 ulp instead of 1, one division less)
-    big = _PIO2_HI - (2.0 * (s + s * r) - _PIO2_LO)
+    # |x| > 0.975: pi/2 - 2 (s + s r); 0.5 <= |x| <= 0.975: s = f + c with f short (f*f exact)
+    f = np.float64(np.float32(s))  # 24 bits: f * f is exact
+    c = (z - f * f) / (s + f)
+    near_one = _PIO2_HI - (2.0 * (s + s * r) - _PIO2_LO)
+    middle = 0.5 * _PIO2_HI - (2.0 * s * r - (_PIO2_LO - 2.0 * c) - (0.5 * _PIO2_HI - 2.0 * f))
+    big = near_one if ax > 0.975 else middle
     res = ax + ax * r if small else big
     return -res if x < 0.0 else res
 
