@@ -196,7 +196,10 @@ def built_book(tmp_path_factory):
 
 def test_book_builds_with_W(built_book):
     pages = sorted(p.relative_to(built_book).as_posix() for p in (built_book / "book").glob("*.html"))
-    assert pages == sorted(f"book/{s}.html" for s in ["intro", "references", *CHAPTER_IDS])
+    assert pages == sorted(f"book/{s}.html" for s in ["intro", "references", "cite",
+                                                      *CHAPTER_IDS])
+    downloads = {p.name for p in (built_book / "_downloads").rglob("reproduced.*")}
+    assert downloads == {"reproduced.csv", "reproduced.json"}, "the full record list"
     assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax is bundled"
     for page in pages:
         html = (built_book / page).read_text()
@@ -251,3 +254,39 @@ def test_min_font_px_counts_scripts_at_their_size():
     b.set_title("$x_1$", fontsize=12)
     # 10 pt = 13.9 px at 100 dpi; the subscript of a 12 pt title is 0.7 * 12 pt = 11.7 px
     assert abs(min_font_px(fig) - 0.7 * 12 * 100 / 72) < 1e-9
+
+
+# ------------------------------------------------------------------------------------------
+# citing (issue 23)
+# ------------------------------------------------------------------------------------------
+def test_citation_cff_names_the_paper_and_this_companion():
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert cff["title"].startswith("tsode") and cff["authors"] and cff["message"]
+    paper = cff["preferred-citation"]
+    assert paper["title"].split() == ("Dynamics of stochastic gradient descent for two-layer "
+                                      "neural networks in the teacher-student setup").split()
+    assert [a["family-names"] for a in paper["authors"]] == [
+        "Goldt", "Advani", "Saxe", "Krzakala", "Zdeborová"]
+    assert paper["year"] == 2019 and "arXiv:1906.08632" in str(paper["identifiers"])
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert str(cff["version"]) == version, "CITATION.cff follows the package version"
+
+
+def test_how_to_cite_page_is_in_the_toc_and_cites_the_paper():
+    assert re.search(r"^\s*- file: book/cite\s*$", (ROOT / "_toc.yml").read_text(), re.M)
+    text = (ROOT / "book" / "cite.md").read_text()
+    assert "{cite}`goldt2019dynamics`" in text and "@software{tsode" in text
+    assert "CITATION.cff" in text
+
+
+def test_saad_solla_1995_entries_are_told_apart():
+    from pybtex.database import parse_file
+
+    bib = parse_file(str(ROOT / "book" / "references.bib")).entries
+    years = sorted(bib[k].fields["year"] for k in ("saad1995prl", "saad1995pre"))
+    assert years == ["1995a", "1995b"]

@@ -409,3 +409,24 @@ def test_setup_pickles_through_its_fields():
     s = tsode.Setup("relu", eta=0.2, sigma=0.1)
     t = pickle.loads(pickle.dumps(s))
     assert t == s and t.act is tsode.activation("relu")
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"hello\n", r"is not a \.npz file \(it starts with b'hell', not a zip archive\)"),
+    (b"", r"is not a \.npz file \(it starts with b''"),
+    (b"\x89HDF\r\n\x1a\n", r"is not a \.npz file \(it starts with b'\\x89HDF'"),
+])
+def test_from_npz_of_a_foreign_file_says_what_it_is(tmp_path, content, match):
+    """Issue 22: a text file was reported as "contains pickled Python objects"."""
+    path = tmp_path / "foreign.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        tsode.Trajectory.from_npz(path)
+
+
+def test_from_npz_of_a_truncated_file_is_a_value_error(tmp_path, traj):
+    traj.to_npz(tmp_path / "t.npz")
+    data = (tmp_path / "t.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="is not a readable .npz file"):
+        tsode.Trajectory.from_npz(tmp_path / "t.npz")

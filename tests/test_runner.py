@@ -7,7 +7,9 @@ and runs the chapter again with another thread count; one builds the book with a
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,10 +119,25 @@ def test_signals_leave_no_temp_files(tmp_path, sig):
     assert not (tmp_path / "out").exists()
 
 
+def _inherit_site_packages(venv: Path) -> None:
+    """Let ``venv`` see the packages of the interpreter running the tests. ``venv
+    --system-site-packages`` only adds the *base* interpreter's site-packages; when the tests
+    themselves run in a virtualenv (as most users run them) the requirements live in that
+    venv's site-packages, so a ``.pth`` file adds those (``site.addsitedir``: their own ``.pth``
+    files, e.g. editable installs, are processed too)."""
+    import site
+
+    target = next(venv.glob("lib/python*/site-packages"))
+    dirs = [d for d in site.getsitepackages() if Path(d).is_dir()]
+    (target / "_tests_parent_env.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n")
+
+
 def test_build_with_a_venv_python_not_on_path(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
                     str(venv)], check=True)
+    _inherit_site_packages(venv)
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([str(venv / "bin" / "python"), "-m", "tsode.book", "build", "--committed",
                            "--path-output", str(tmp_path / "out")], env=env, cwd=tmp_path,
@@ -168,7 +185,7 @@ def test_fresh_clone_stays_clean_and_thread_counts_change_nothing(tmp_path):
     assert len(one) == len(two)
 
 
-def test_summary_records_and_intro_table(tmp_path):
+def test_summary_records_and_merge(tmp_path):
     from tsode.book import pages
 
     path = tmp_path / "data" / "summary.json"
@@ -181,9 +198,78 @@ def test_summary_records_and_intro_table(tmp_path):
     assert set(records[0]) == set(pages.SUMMARY_KEYS)
     with pytest.raises(ValueError, match="keys"):
         pages.record({"id": "x", "chapter": 1, "valeu": 1.0}, path)
-    text = pages.fill_intro("before\n" + pages.INTRO_MARKER + "\nafter", tmp_path)
-    assert "<a href='02_first_layer.html'>2</a>" in text and "eps_g* = 0.002" in text
-    assert pages.INTRO_MARKER not in text
+    pages.record({"id": "ch3-a", "chapter": 3, "value": 1.0}, path)
+    # a new run of chapter 2 replaces all of chapter 2's records, and only those
+    pages.merge_records(path, 2, [{"id": "ch2-new", "chapter": 2, "value": 3.0}])
+    assert sorted(r["id"] for r in pages.read_summary(path)) == ["ch2-new", "ch3-a"]
+    pages.merge_records(path, 2, [])
+    assert [r["id"] for r in pages.read_summary(path)] == ["ch3-a"]
+    pages.merge_records(tmp_path / "none" / "summary.json", 1, [])
+    assert not (tmp_path / "none").exists(), "nothing to merge writes nothing"
+
+
+def test_a_run_installs_its_records_with_its_notebook(tmp_path):
+    """The runner replaces the chapter's records beside the notebook it installs, and keeps the
+    other chapters' records (a partial re-run never drops them)."""
+    from tsode.book import pages
+
+    out = tmp_path / "out"
+    pages.record({"id": "ch1-kept", "chapter": 1, "value": 1.0}, out / "data" / "summary.json")
+    pages.record({"id": "ch7-stale", "chapter": 7, "value": 9.0}, out / "data" / "summary.json")
+    code = ("from tsode.book import pages\n"
+            "pages.record({'id': 'ch7-new', 'chapter': 7, 'value': 2.0, 'sigma': overrides"
+            ".get('sigma', 0.1)})")
+    src = _notebook(tmp_path / "07_records.ipynb", code)
+    assert book.run([str(src)], "fast", {"sigma": 0.05}, output=str(out)) == 0
+    records = {r["id"]: r for r in pages.read_summary(out / "data" / "summary.json")}
+    assert set(records) == {"ch1-kept", "ch7-new"} and records["ch7-new"]["sigma"] == 0.05
+
+
+def test_staged_config_hides_repository_buttons_without_a_url():
+    import yaml
+
+    text = (ROOT / "_config.yml").read_text()
+    assert "tsode/tsode" not in text, "no placeholder repository"
+    staged = yaml.safe_load(book.staged_config(text))
+    url = (yaml.safe_load(text).get("repository") or {}).get("url")
+    if not url:
+        assert "repository" not in staged
+        assert not any(staged["html"][k] for k in book.REPOSITORY_BUTTONS)
+    with_url = text.replace('url: ""', 'url: https://example.org/owner/tsode')
+    assert book.staged_config(with_url) == with_url, "a configured repository is left alone"
+    assert yaml.safe_load(book.staged_config(with_url))["html"]["use_repository_button"]
+
+
+def test_partial_rerun_keeps_the_other_chapters_in_the_overview(tmp_path):
+    """Issue 23: after ``run --mode fast 4 -p sigma 0.05`` and ``build``, the overview still
+    holds chapters 1-3 (committed, full mode) and marks chapter 4's mode and override, with a
+    note that the chapters were executed differently; chapter 4's numbers are its new run's."""
+    from tsode.book import pages
+
+    nbs = tmp_path / "notebooks"
+    assert book.run(["4"], "fast", {"sigma": 0.05}, output=str(nbs)) == 0
+    run4 = [r for r in pages.read_summary(nbs / "data" / "summary.json") if r["chapter"] == 4]
+    assert run4 and all(r["sigma"] == 0.05 for r in run4 if r["sigma"] is not None)
+    assert book.build(str(tmp_path), executed=str(nbs)) == 0
+    intro = (tmp_path / "_build" / "src" / "book" / "intro.md").read_text()
+    for stem in ("01_odes", "02_first_layer", "03_both_layers"):
+        assert f"]({stem}.ipynb)** — *full mode (committed)*" in intro
+    assert "](04_fixed_points.ipynb)** — *fast mode, overrides `sigma = 0.05` (re-run)*" in intro
+    assert "were not all executed the same way" in intro
+    html = (tmp_path / "_build" / "html" / "book" / "intro.html").read_text()
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split()).replace(" ,", ",")
+    assert "4. The fixed points depend on the activation — fast mode, overrides sigma = 0.05" in text
+    assert text.count("full mode (committed)") == 3 + 1, "three chapters and the note"
+    assert "chapters 1–3: full mode (committed); chapter 4: fast mode" in text
+
+    listed = json.loads((tmp_path / "_build" / "src" / "book" / "reproduced.json").read_text())
+    committed = pages.read_summary(book.BOOK / "data" / "summary.json")
+    for ch in (1, 2, 3):
+        assert ({r["id"] for r in listed if r["chapter"] == ch}
+                == {r["id"] for r in committed if r["chapter"] == ch}), f"chapter {ch} kept"
+    assert ({r["id"] for r in listed if r["chapter"] == 4} == {r["id"] for r in run4})
+    assert all(r["mode"] == "fast" and r["overrides"] == {"sigma": 0.05}
+               for r in listed if r["chapter"] == 4)
 
 
 def test_rerun_section_lists_both_modes_from_settings():

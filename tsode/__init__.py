@@ -5,6 +5,7 @@ Three engines for the same dynamics — the N -> infinity ODEs for the order par
 (:func:`simulate`) — plus the asymptotic analysis (:mod:`tsode.asymptotics`).
 """
 
+from ._compile_notice import install as _install_compile_notice
 from .activations import ACTIVATIONS, Activation, activation
 from .asymptotics import FixedPoint, FixedPointError, describe, fixed_point
 from .ode import DivergenceError, StallError, drift, integrate
@@ -14,6 +15,8 @@ from .sweeps import sweep
 from .trajectory import Trajectory
 
 __version__ = "0.1.0"
+
+_install_compile_notice()  # one stderr line while numba compiles the kernels the first time
 
 __all__ = [
     "ACTIVATIONS",

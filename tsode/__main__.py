@@ -9,7 +9,8 @@ USAGE = """usage: tsode <command> ...
 
 commands:
   sweep SPEC.toml -o OUT [--scheduler ADDRESS | --workers N] [--resume] [--overwrite]
-  sweep --dry-run SPEC.toml                                   list tasks, estimate the cost
+        [--max-memory GB]
+  sweep --dry-run SPEC.toml                 list tasks, estimate run-steps and memory
   book run [--mode fast|full] [-p NAME VALUE] [CHAPTER ...]   execute chapter notebooks
   book build                                                  build the HTML book
   book list                                                   list the chapters

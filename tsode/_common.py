@@ -217,3 +217,114 @@ def check_memory(n_bytes: float, what: str, hint: str) -> None:
             f"{what} needs about {n_bytes / 2**30:.3g} GiB but only {avail / 2**30:.3g} GiB of "
             f"memory is available; {hint}"
         )
+
+
+#: Bytes held per I4 integral by the ODE drift and its Jacobian: index tuples (32), values and
+#: coefficients (3 x 8), column hit lists (~10 x 4), scratch.
+BYTES_PER_I4 = 112
+
+
+#: integrate() hands the per-integral FD Jacobian (its I4 index sets, ``BYTES_PER_I4`` each) to
+#: the implicit solvers while it fits in this many bytes (K <~ 60 at M = 4); beyond, they
+#: difference the drift themselves.
+JACOBIAN_BUDGET = 2**30
+
+
+def ode_memory(K: int, M: int, n_times: int = 201) -> float:
+    r"""Estimated bytes of one ODE integration (:func:`tsode.integrate`) at K, M: the I4 index
+    sets of the per-integral Jacobian (:math:`K(K+1)/2 \cdot n(n+1)/2` integrals, n = K + M, at
+    ``BYTES_PER_I4`` each) when they fit in ``JACOBIAN_BUDGET`` (the drift itself sums the
+    integrals on the fly, memory O(K²)), the solver's dense Jacobian (size², size = K(K+1)/2 +
+    KM + K) and the recorded trajectory (``n_times`` states)."""
+    n, n_q = K + M, K * (K + 1) / 2
+    size = n_q + K * M + K
+    tables = BYTES_PER_I4 * n_q * n * (n + 1) / 2
+    return (tables if tables <= JACOBIAN_BUDGET else 0.0) + 8.0 * size * (3 * size + n_times)
+
+
+def simulation_memory(K: int, M: int, N: int, n_runs: int, n_times: int, engine: str,
+                      workers: int = 1, test_set: int = 0, rank: int | None = None) -> float:
+    """Estimated bytes of one :func:`tsode.simulate` call: the recorded overlaps of every run
+    (n_runs x n_times x (K² + KM + K + 1) floats) and, for ``engine="full"``, per concurrent run
+    the (K+M) x N weights, the N x rank rotation and its QR workspace (rank <= K + M), plus the
+    test set (test_set x N)."""
+    rank = K + M if rank is None else rank
+    n_bytes = 8.0 * n_runs * n_times * (K * K + K * M + K + 1)
+    if engine == "full":
+        n_bytes += 8.0 * (min(workers, n_runs) * (K + M + 3 * rank + 1) * N + test_set * N)
+    return n_bytes
+
+
+def sampled_state_memory(K: int, M: int, N: int) -> float:
+    """Bytes of sampling a "random"/"small" initial state in N dimensions: the (K + M) x N
+    Gaussian weights and a QR workspace (:func:`tsode.initial_state`)."""
+    return 2.0 * (K + M) * N * 8
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in B, kB, MB, GB or TB (powers of 1000, 3 significant digits)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes:.3g} B"
+
+
+#: Seconds between two :class:`ProgressLog` lines.
+PROGRESS_EVERY = 10.0
+
+
+class ProgressLog:
+    """A tqdm-like ``update(n)`` / ``close()`` that writes one line to stderr every
+    ``every`` seconds (default ``PROGRESS_EVERY``; the first after that long): progress of a
+    long computation when stderr is not a terminal (logs of batch jobs), where a bar would be
+    noise.
+
+    Lines read ``<what>: 12.3% (1.2e+09 of 1e+10 steps), 30 s elapsed, about 214 s left``.
+    """
+
+    def __init__(self, what: str, total: float, unit: str = "steps", every: float | None = None,
+                 stream=None, clock=None):
+        import sys
+        import time
+
+        self.what, self.total, self.unit = what, float(total), unit
+        self.every = PROGRESS_EVERY if every is None else every
+        self.stream = sys.stderr if stream is None else stream
+        self._clock = time.monotonic if clock is None else clock
+        self.t0 = self.last = self._clock()
+        self.n = 0.0
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        now = self._clock()
+        if now - self.last >= self.every:
+            self.last = now
+            self.stream.write(self.line(now - self.t0) + "\n")
+            self.stream.flush()
+
+    def set(self, n: float) -> None:
+        """Progress to ``n`` done (for computations that report where they are)."""
+        self.update(n - self.n)
+
+    def line(self, elapsed: float) -> str:
+        frac = self.n / self.total if self.total > 0 else 1.0
+        left = elapsed * (1 - frac) / frac if frac > 0 else float("inf")
+        return (f"{self.what}: {100 * frac:.1f}% ({self.n:.3g} of {self.total:.3g} "
+                f"{self.unit}), {elapsed:.0f} s elapsed, about {left:.0f} s left")
+
+    def close(self) -> None:
+        pass
+
+
+def log_progress(progress) -> bool:
+    """True when a long computation should write :class:`ProgressLog` lines: ``progress`` is
+    None (automatic), stderr is not a terminal and this is not a Jupyter kernel (whose
+    outputs are part of a notebook)."""
+    import sys
+
+    if progress is not None or "ipykernel" in sys.modules:
+        return False
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return True

@@ -8,6 +8,8 @@ A thin front door that re-exports the analysis modules (import from either):
   erf symmetric ansatz :func:`erf_symmetric_fixed_point` (:data:`ANSATZ_PARAMETERS`); the
   denoiser :func:`denoising_fixed_point`.
 * :mod:`tsode.roles` — :func:`describe`, :class:`Description`: which student unit does what.
+* :mod:`tsode.classification` — :func:`classify`, :class:`Classification`: is a state a fixed
+  point, a saddle or still drifting ("final" as a checked word).
 * :mod:`tsode.slow_modes` — :func:`slow_mode_scan`, :class:`SlowModeScan`,
   :func:`fit_power_law`, :func:`power_law_slope_error`, :func:`local_exponents`: slow drifts and
   power-law decays.
@@ -20,6 +22,7 @@ from .ansatz import (
     erf_symmetric_fixed_point,
     linear_eg_star,
 )
+from .classification import Classification, classify
 from .fixed_points import (
     FixedPoint,
     FixedPointError,
@@ -37,6 +40,8 @@ from .slow_modes import (
 )
 
 __all__ = [
+    "Classification",
+    "classify",
     "FixedPoint",
     "FixedPointError",
     "fixed_point",

@@ -27,8 +27,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from ._common import (
-    check_alphas, check_int, check_memory, check_number, covariance, default_alphas,
-    fd_jacobian, fd_steps,
+    BYTES_PER_I4, JACOBIAN_BUDGET, ProgressLog, check_alphas, check_int, check_memory,
+    check_number, covariance, default_alphas, fd_jacobian, fd_steps, log_progress, ode_memory,
 )
 from ._drift_sums import FUSED_CODES, chunked_max_abs, chunked_sums, fused_sums
 from .activations import index_tuples
@@ -46,11 +46,9 @@ class StallError(RuntimeError):
     """Raised when the solver stops making progress or exceeds its budget of evaluations."""
 
 
-#: Bytes held per I4 integral by the per-integral Jacobian: index tuples (32), values and
-#: coefficients (3 x 8), column hit lists (~10 x 4), scratch. (The drift itself holds none.)
-_BYTES_PER_I4 = 112
-#: integrate() hands its per-integral FD Jacobian to the implicit solvers up to this size.
-_JACOBIAN_BUDGET = 2**30
+#: Bytes held per I4 integral by the per-integral Jacobian (``tsode._common.BYTES_PER_I4``;
+#: the drift itself holds none).
+_BYTES_PER_I4 = BYTES_PER_I4
 
 
 class Drift:
@@ -459,7 +457,26 @@ def _check_integrate_args(state0, setup, alpha_max, alphas, rtol, atol, max_norm
     atol = check_number(atol, "atol", strict=True)
     max_norm = check_number(max_norm, "max_norm", strict=True, upper=1e100)
     max_nfev = check_int(max_nfev, "max_nfev", 1, integral_float=True)
+    K, M = state0.K, state0.M
+    check_memory(ode_memory(K, M, alphas.size), f"the ODEs at K={K}, M={M}",
+                 f"(the solver's dense Jacobian and {alphas.size} output times) the Jacobian "
+                 "grows like K^4 / 4; use a smaller K")
     return alpha_max, alphas, rtol, atol, max_norm, max_nfev
+
+
+def _logged(rhs, alpha_max: float, K: int, M: int):
+    """``rhs`` reporting the time it reached as :class:`tsode._common.ProgressLog` lines (one
+    every 10 s) when stderr is not a terminal (:func:`tsode._common.log_progress`)."""
+    if not log_progress(None):
+        return rhs
+    log = ProgressLog(f"integrate (K={K}, M={M})", alpha_max, unit="of alpha")
+
+    def fun(alpha, y):
+        if alpha > log.n:
+            log.set(alpha)
+        return rhs(alpha, y)
+
+    return fun
 
 
 def integrate(
@@ -501,25 +518,26 @@ def integrate(
     DivergenceError if the overlaps blow up or become non-finite, naming the parameter whose
     term dominates the drift (eta, eta_v, sigma, weight_decay). StallError when the solver
     exceeds max_nfev or stops advancing (a too large learning rate, a too small alpha_max).
+    MemoryError, before any work, when the integrals, Jacobian and outputs would exceed 80 % of
+    the memory available (:func:`tsode._common.ode_memory`).
+
+    When stderr is not a terminal (batch logs; not in a notebook) a line every 10 s reports the
+    time reached.
     """
     alpha_max, alphas, rtol, atol, max_norm, max_nfev = _check_integrate_args(
         state0, setup, alpha_max, alphas, rtol, atol, max_norm, max_nfev)
     f = Drift.from_state(state0, setup)
-    if method in ("LSODA", "BDF", "Radau"):  # they hold a dense (size, size) Jacobian
-        check_memory(8.0 * f.size**2, f"the ODEs at K={state0.K}, M={state0.M}",
-                     f"method={method!r} holds a dense Jacobian of the {f.size} unknowns; use "
-                     "method='DOP853' or 'RK45' (explicit, no Jacobian) or a smaller K")
     y0 = f.pack_state(state0)
     rhs = _Monitor(f, y0, alpha_max, max_norm, max_nfev)
     t0 = time.perf_counter()
     options = {}
-    if method in ("LSODA", "BDF", "Radau") and f.jacobian_bytes() <= _JACOBIAN_BUDGET:
+    if method in ("LSODA", "BDF", "Radau") and f.jacobian_bytes() <= JACOBIAN_BUDGET:
         # implicit solvers: a cheap sparse FD Jacobian (beyond the budget, K >~ 60, the solver's
         # own dense FD Jacobian: size evaluations of the drift, no K^4 index sets)
         options["jac"] = lambda a, y: f.jacobian(a, y, central=False)
     try:
-        sol = solve_ivp(rhs, (0.0, alpha_max), y0, method=method, t_eval=alphas, rtol=rtol,
-                        atol=atol, **options)
+        sol = solve_ivp(_logged(rhs, alpha_max, f.K, f.M), (0.0, alpha_max), y0, method=method,
+                        t_eval=alphas, rtol=rtol, atol=atol, **options)
     except (OverflowError, FloatingPointError) as err:
         raise DivergenceError(f"the integration overflowed ({err}); {f.culprit(rhs.last_ok)} "
                               "is probably too large for this network") from None

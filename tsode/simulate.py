@@ -36,7 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _sim_kernels as _k
-from ._common import check_alphas, check_int, check_memory, check_number, covariance
+from ._common import (
+    ProgressLog, check_alphas, check_int, check_memory, check_number, covariance, log_progress,
+    simulation_memory,
+)
 from .ode import DivergenceError, Drift
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
@@ -268,7 +271,9 @@ def simulate(
         Output times in [0, alpha_max], rounded to integer step counts round(α N) (they must stay
         distinct). Default: ``tsode.ode.default_alphas(alpha_max)`` (0 and 200 log-spaced times)
         rounded to step counts, duplicates removed. The runs stop at the last output time.
-    progress : bool or None, tqdm bar; None: only when stderr is a terminal, after 2 s.
+    progress : bool or None, tqdm bar; None: a bar when stderr is a terminal (after 2 s),
+        otherwise (batch logs, not in a notebook) a line every 10 s with the run-steps done
+        and the time left.
     workers : int >= 1, threads running runs in parallel; default min(n_runs, CPUs).
     test_set : int >= 0
         Full engine only: if > 0, also estimate ε_g on a fixed test set of that many Gaussian
@@ -289,7 +294,9 @@ def simulate(
     Raises
     ------
     TypeError if state0/setup have the wrong type; ValueError on bad parameters (naming the
-    parameter and its allowed range); MemoryError when the full engine's weights would not fit;
+    parameter and its allowed range; also alpha_max N >= 2^62 steps); MemoryError when the
+    estimated memory (full engine's weights, recorded overlaps, the plan of kernel calls, which
+    grows with the number of steps) exceeds 80 % of the memory available;
     DivergenceError (:mod:`tsode.ode`) if a run blows up, naming the run and α — never NaNs.
 
     Examples
@@ -354,6 +361,9 @@ def _check_simulate_args(state0, setup, N, alpha_max, engine, seed, n_runs, alph
             f"weight_decay must be < N (each step multiplies the weights by 1 - kappa/N), got "
             f"weight_decay={setup.weight_decay}, N={N}"
         )
+    if check_number(alpha_max, "alpha_max", strict=True) * N >= 2.0**62:
+        raise ValueError(f"alpha_max * N = {alpha_max * N:.3g} steps: at most 2^62 steps can be "
+                         f"counted (alpha_max = {alpha_max}, N = {N})")
     steps = record_steps(N, alpha_max, alphas)
     F = _gram_factor(np.array(state0.covariance, dtype=float))
     if F.shape[1] > N:
@@ -367,18 +377,22 @@ def _check_simulate_args(state0, setup, N, alpha_max, engine, seed, n_runs, alph
 
 
 def _check_simulation_memory(plan: _Plan) -> None:
-    """Refuse a full-engine simulation whose weights would not fit in memory: per concurrent
-    run the (K+M) x N weights, the N x r rotation and its QR workspace; the test set; the
-    recorded overlaps."""
+    """Refuse a simulation that would not fit in memory: per concurrent run the (K+M) x N
+    weights, the N x r rotation and its QR workspace (full engine); the test set; the recorded
+    overlaps (:func:`tsode._common.simulation_memory`); and the plan of kernel calls, one
+    ~120-byte entry per ``_PIECE_WORK`` flops of the whole run (:func:`_segments`), which is
+    what bounds the number of steps (N = 1e15 at alpha_max = 100: 1e17 steps)."""
     K, M, N, r = plan.state0.K, plan.state0.M, plan.N, plan.F.shape[1]
-    T = plan.steps.size
-    n_bytes = 8.0 * plan.n_runs * T * (K * K + K * M + K + 1)
-    if plan.engine == "full":
-        n_bytes += 8.0 * (min(plan.workers, plan.n_runs) * (K + M + 3 * r + 1) * N + plan.test_set * N)
+    n_bytes = simulation_memory(K, M, N, plan.n_runs, plan.steps.size, plan.engine, plan.workers,
+                                plan.test_set, r)
+    steps = float(plan.steps[-1])
+    lanes = max(count for _, count in _tasks(plan))
+    cost = (K + M) * N if plan.engine == "full" else (K + M) ** 3 * lanes
+    n_bytes += 120.0 * (steps / max(1, int(_PIECE_WORK / cost)) + plan.steps.size)
     check_memory(n_bytes, f"simulate(engine={plan.engine!r}, N={N}, n_runs={plan.n_runs}, "
-                 f"workers={plan.workers}, test_set={plan.test_set})",
-                 "use engine='reduced' (same law, memory independent of N), fewer workers or "
-                 "a smaller test_set")
+                 f"workers={plan.workers}, test_set={plan.test_set}) of {steps:.3g} steps per "
+                 "run", "use engine='reduced' (same law, memory independent of N), fewer workers, "
+                 "a smaller test_set, or fewer steps (alpha_max N)")
 
 
 def _segments(steps, cost_per_step):
@@ -491,6 +505,12 @@ def _run_all(rec: _Recorder, workers: int) -> None:
 
 
 def _progress_bar(plan: _Plan, progress):
+    """A tqdm bar (``progress``, or None on a terminal), or off a terminal (batch logs) a
+    :class:`tsode._common.ProgressLog`: one line every 10 s with the run-steps done of
+    ``n_runs x steps`` and the time left."""
+    if log_progress(progress):
+        return ProgressLog(f"simulate ({plan.engine}, N={plan.N})",
+                           int(plan.steps[-1]) * plan.n_runs, unit="run-steps")
     if not _auto_progress(progress):
         return None
     from tqdm import tqdm

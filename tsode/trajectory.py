@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,9 +108,12 @@ class Trajectory:
         file whose arrays or metadata are missing or inconsistent.
         """
         path = _npz_path(path)
+        _check_npz_magic(path)
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {name: f[name] for name in f.files}
+        except (OSError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path!s} is not a readable .npz file: {err}") from None
         except ValueError as err:
             if "allow_pickle" in str(err) or "Object arrays" in str(err):
                 raise ValueError(
@@ -126,6 +130,23 @@ class Trajectory:
             f"Trajectory({self.setup.activation}, K={self.Q.shape[-1]}, M={self.v_star.size}, "
             f"alpha=[{self.alpha[0]:g}..{self.alpha[-1]:g}] ({self.alpha.size} points){runs})"
         )
+
+
+def _check_npz_magic(path) -> None:
+    """ValueError naming the file when it is neither a zip (.npz) nor a pickle: numpy would
+    call any such file "pickled data" (a text file, an HDF5 file, ...)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise ValueError(f"cannot read {path!s}: {err.strerror or err}") from None
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # zip archive; pickle protocol >= 2
+        raise ValueError(f"{path!s} is not a .npz file (it starts with {head!r}, not a zip "
+                         "archive): write trajectories with Trajectory.to_npz")
 
 
 def _npz_path(path):

@@ -1,5 +1,5 @@
-"""Generated parts of the book's pages: "Re-running this chapter" and the table of reproduced
-results.
+"""Generated parts of the book's pages: "Re-running this chapter" and the records of reproduced
+numbers.
 
 * :func:`rerun_section` — displayed by the last cell of every chapter: the chapter's settings in
   the fast and the full mode (from the registered settings classes,
@@ -7,7 +7,8 @@ results.
   the measured run time, the commands and where the output goes;
 * :func:`record` / :func:`read_summary` — records of reproduced numbers (``book/data/summary.json``
   format: a list of dicts with the keys of :data:`SUMMARY_KEYS`);
-* :func:`fill_intro` — the runner's build puts the table of reproduced results into the intro.
+* :func:`merge_records` — the runner installs a chapter's records with its notebook (the intro's
+  overview, :mod:`tsode.book.overview`, reads them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 __all__ = ["CHAPTER_EXPERIMENTS", "SUMMARY_KEYS", "rerun_section", "record", "read_summary",
-           "summary_table", "fill_intro"]
+           "merge_records"]
 
 #: The experiments (names in :data:`tsode.book.chapter.REGISTRY`) each chapter runs.
 CHAPTER_EXPERIMENTS = {
@@ -36,7 +37,6 @@ SUMMARY_KEYS = ("id", "chapter", "claim", "quantity", "value", "stderr", "method
 #: for ``--in-place`` runs and to ``<output>/data`` otherwise. Unset (nbval, plain papermill,
 #: Jupyter), :func:`record` writes nothing, so tests leave the checkout clean.
 DATA_ENV = "TSODE_BOOK_DATA"
-INTRO_MARKER = "<!-- summary-table -->"
 
 
 def _fmt(value) -> str:
@@ -157,55 +157,14 @@ def read_summary(path: Path) -> list[dict]:
     return records
 
 
-def _number(value, stderr=None) -> str:
-    if value is None:
-        return ""
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return text + (f" ± {stderr:.2g}" if isinstance(stderr, float) else "")
-
-
-def _chapter_link(chapter) -> str:
-    """An HTML link to the chapter's page (``2`` or ``02_first_layer``)."""
-    from .runner import chapters
-
-    stems = {p.stem: p.stem for p in chapters()}
-    stems.update({str(int(s[:2])): s for s in list(stems)})
-    stem = stems.get(str(chapter))
-    return f"<a href='{stem}.html'>{int(stem[:2])}</a>" if stem else html.escape(str(chapter))
-
-
-def _summary_row(r: dict) -> str:
-    setting = ", ".join(f"{k}={r[k]}" for k in ("activation", "layers", "K", "M", "eta", "sigma",
-                                               "alpha", "N", "runs") if r.get(k) is not None)
-    ref = _number(r.get("reference"))
-    if r.get("reference_source"):
-        ref += f" ({r['reference_source']})"
-    value = f"{r.get('quantity') or ''} = {_number(r.get('value'), r.get('stderr'))}"
-    if r.get("method"):
-        value += f" [{r['method']}]"
-    cells = [_chapter_link(r.get("chapter"))] + [html.escape(str(c)) for c in (
-        r.get("claim") or r["id"], value, ref, setting)]
-    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-
-
-def summary_table(records: list[dict]) -> str:
-    """An HTML table of the records (fixed column widths, so it fits the column), each linked
-    to its chapter."""
-    if not records:
-        return ("*No reproduced numbers recorded yet: the chapters write them to "
-                "`book/data/summary.json` when executed.*")
-    widths = "".join(f"<col style='width:{w}%'>" for w in (7, 22, 25, 22, 24))
-    head = "".join(f"<th>{h}</th>" for h in ("ch.", "claim", "value [method]", "reference",
-                                             "setting"))
-    return (f"<table class='tsode-summary' style='table-layout:fixed;width:100%'>"
-            f"<colgroup>{widths}</colgroup><thead><tr>{head}</tr></thead><tbody>"
-            + "".join(_summary_row(r) for r in records) + "</tbody></table>")
-
-
-def fill_intro(text: str, folder: Path) -> str:
-    """The intro with the table of ``folder/data/summary.json`` (else ``book/data``) at the
-    :data:`INTRO_MARKER` line."""
-    path = Path(folder) / "data" / "summary.json"
-    if not path.exists():
-        path = Path(__file__).resolve().parents[2] / "book" / "data" / "summary.json"
-    return text.replace(INTRO_MARKER, summary_table(read_summary(path)))
+def merge_records(path: Path, chapter: int, new: list[dict]) -> None:
+    """Replace the records of ``chapter`` in the summary.json at ``path`` by ``new`` (a chapter
+    run that succeeded: its records, and only those, describe the notebook now installed)."""
+    path = Path(path)
+    keep = [r for r in read_summary(path)
+            if str(r.get("chapter")) != str(chapter) and r["id"] not in {n["id"] for n in new}]
+    if not keep and not new and not path.exists():
+        return
+    records = sorted(keep + list(new), key=lambda r: (str(r["chapter"]), str(r["id"])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1) + "\n")

@@ -27,7 +27,11 @@ runner passes on in the ``overrides`` parameter; the mode is ``--mode``, never `
 Only ``--in-place`` (maintainers: full mode, no parameters) rewrites the committed notebooks.
 ``build`` renders ``_build/html`` from a staged copy of the book in ``_build/src`` that uses the
 executed notebooks of ``_build/notebooks`` where they exist (``--committed``: the committed ones);
-the tracked files are never modified.
+the tracked files are never modified. The intro's overview of reproduced results
+(:mod:`tsode.book.overview`) takes each chapter's records from the run of the notebook that is
+rendered (``run`` installs a chapter's records beside its notebook, replacing only that
+chapter's), so a partial re-run keeps the other chapters and is labelled as such. Without a
+``repository.url`` in _config.yml the repository buttons are hidden.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["ROOT", "BOOK", "chapters", "resolve", "tidy", "run", "build", "main"]
+__all__ = ["ROOT", "BOOK", "chapters", "resolve", "tidy", "run", "build", "chapter_sources",
+           "write_overview", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
@@ -216,8 +221,9 @@ def _execute(src: Path, dest: Path, parameters: dict, tmpdir: Path) -> tuple[flo
 
     reference = read_chapter(src)
     tmp = tmpdir / src.name
+    data = tmpdir / f"data-{src.stem}"  # the run's records, installed with the notebook
     t0 = time.perf_counter()
-    env = {**KERNEL_ENV, DATA_ENV: str(dest.parent / "data")}  # records go beside the notebook
+    env = {**KERNEL_ENV, DATA_ENV: str(data)}
     with _environ(env):
         err = _papermill(src, str(tmp), parameters, tmpdir)
     seconds = time.perf_counter() - t0
@@ -237,7 +243,17 @@ def _execute(src: Path, dest: Path, parameters: dict, tmpdir: Path) -> tuple[flo
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     _install(tmp, dest)
+    _install_records(data / "summary.json", dest.parent / "data" / "summary.json", src.stem)
     return seconds, []
+
+
+def _install_records(run: Path, summary: Path, stem: str) -> None:
+    """Replace the chapter's records in ``summary`` (beside the installed notebook) by those of
+    its run: the records always describe the notebook that will be rendered."""
+    from .pages import merge_records, read_summary
+
+    chapter = int(stem[:2]) if stem[:2].isdigit() else stem
+    merge_records(summary, chapter, read_summary(run))
 
 
 def _install(tmp: Path, dest: Path) -> None:
@@ -363,15 +379,14 @@ def _rel(p: Path) -> str:
 def stage(committed: bool = False, executed: Path | None = None, dest: Path | None = None) -> Path:
     """Copy the book's sources to ``_build/src`` with the executed notebooks of ``executed``
     (default ``_build/notebooks``) in place of the committed ones where they exist, and the intro's
-    table of reproduced results filled in. Returns the staged root."""
-    from .pages import fill_intro
+    overview of reproduced results filled in (:func:`write_overview`). Returns the staged root."""
 
     src = Path(dest) if dest else ROOT / "_build" / "src"
     if src.exists():
         shutil.rmtree(src)
     (src / "book").mkdir(parents=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(ROOT / name, src / name)
+    shutil.copy2(ROOT / "_toc.yml", src / "_toc.yml")
+    (src / "_config.yml").write_text(staged_config((ROOT / "_config.yml").read_text()))
     if (ROOT / "_static").is_dir():
         shutil.copytree(ROOT / "_static", src / "_static")
     executed = Path(executed) if executed else ROOT / "_build" / "notebooks"
@@ -381,9 +396,65 @@ def stage(committed: bool = False, executed: Path | None = None, dest: Path | No
         run_nb = executed / p.name
         origin = run_nb if (p.suffix == ".ipynb" and not committed and run_nb.exists()) else p
         (shutil.copytree if origin.is_dir() else shutil.copy2)(origin, src / "book" / p.name)
-    intro = src / "book" / "intro.md"
-    intro.write_text(fill_intro(intro.read_text(), executed if not committed else BOOK))
+    write_overview(src / "book", committed, executed)
     return src
+
+
+#: The buttons that need ``repository.url`` in _config.yml.
+REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button")
+
+
+def staged_config(text: str) -> str:
+    """The book's _config.yml for the build: without a ``repository.url`` (empty or absent) the
+    repository, issue and edit-page buttons are turned off and the repository section dropped,
+    so that no button points at a placeholder; with one, the text is unchanged."""
+    import yaml
+
+    config = yaml.safe_load(text) or {}
+    if str((config.get("repository") or {}).get("url") or "").strip():
+        return text
+    config.pop("repository", None)
+    html = config.setdefault("html", {})
+    html.update({k: False for k in REPOSITORY_BUTTONS})
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+
+
+def chapter_sources(committed: bool = False, executed: Path | None = None) -> list[tuple]:
+    """Per chapter, the notebook that will be rendered and the summary.json holding its records:
+    ``(notebook, summary, origin)``, origin ``"re-run"`` (``executed``, default
+    ``_build/notebooks``) or ``"committed"`` (``book/``)."""
+    executed = Path(executed) if executed else ROOT / "_build" / "notebooks"
+    out = []
+    for nb in chapters():
+        run_nb = executed / nb.name
+        if not committed and run_nb.exists():
+            out.append((run_nb, executed / "data" / "summary.json", "re-run"))
+        else:
+            out.append((nb, BOOK / "data" / "summary.json", "committed"))
+    return out
+
+
+def write_overview(book: Path, committed: bool = False, executed: Path | None = None) -> None:
+    """Fill the overview into ``book/intro.md`` (at :data:`tsode.book.overview.INTRO_MARKER`) and
+    write the full record list to ``book/reproduced.csv`` and ``book/reproduced.json``, every
+    chapter from its :func:`chapter_sources`."""
+    import json
+
+    from . import overview
+    from .pages import read_summary
+
+    runs, records = [], {}
+    for notebook, summary, origin in chapter_sources(committed, executed):
+        run = overview.chapter_run(notebook, origin)
+        runs.append(run)
+        records[run.number] = [r for r in read_summary(summary)
+                               if str(r.get("chapter")) == str(run.number)]
+    flat = overview.flat_records(runs, records)
+    (book / "reproduced.csv").write_text(overview.records_csv(flat))
+    (book / "reproduced.json").write_text(json.dumps(flat, indent=1) + "\n")
+    intro = book / "intro.md"
+    text = overview.overview_markdown(runs, records, ("reproduced.csv", "reproduced.json"))
+    intro.write_text(intro.read_text().replace(overview.INTRO_MARKER, text))
 
 
 def jupyter_book_command() -> list[str]:
@@ -392,10 +463,12 @@ def jupyter_book_command() -> list[str]:
             "sys.exit(main())"]
 
 
-def build(path_output: str | None = None, builder: str = "html", committed: bool = False) -> int:
-    """``jupyter-book build --all -W --keep-going`` of the staged book (see :func:`stage`)."""
+def build(path_output: str | None = None, builder: str = "html", committed: bool = False,
+          executed: str | None = None) -> int:
+    """``jupyter-book build --all -W --keep-going`` of the staged book (see :func:`stage`;
+    ``executed``: the folder of executed notebooks, default ``_build/notebooks``)."""
     out = Path(path_output).resolve() if path_output else ROOT
-    src = stage(committed, dest=out / "_build" / "src")
+    src = stage(committed, executed=executed, dest=out / "_build" / "src")
     cmd = jupyter_book_command() + ["build", str(src), "--all", "-W", "--keep-going",
                                     "--builder", builder, "--path-output", str(out)]
     print("$ jupyter-book", " ".join(cmd[3:]), flush=True)

@@ -1,92 +1,51 @@
-"""``tsode sweep SPEC.toml -o OUT [--scheduler ADDRESS | --workers N] [--resume]`` and
-``tsode sweep --dry-run SPEC.toml`` (task list and estimated cost)."""
+"""``tsode sweep SPEC.toml -o OUT [--scheduler ADDRESS | --workers N] [--resume] [--overwrite]
+[--max-memory GB]`` and ``tsode sweep --dry-run SPEC.toml`` (task list and estimated cost:
+run-steps and memory from the settings alone, nothing computed). Exit codes: 0 done, 2 a
+one-line error (spec, paths, lock, scheduler, memory), 130 interrupted."""
 
 from __future__ import annotations
 
 import argparse
-import math
+import itertools
 import sys
 import time
 
-from .spec import SGD_ENGINES, SpecError, load_spec
+from .spec import SGD_ENGINES, SpecError, estimate, load_spec, task_cost
 
-__all__ = ["main", "estimate_costs"]
-
-
-def _sgd_rate(s: dict) -> float:
-    """Measured run-steps/s of one simulator thread for this task's engine, sizes and N."""
-    from .. import Setup, initial_state, simulate
-
-    state0 = initial_state(s["K"], s["M"], "random", N=s["N"], seed=0)
-    setup = Setup(s["activation"], s["eta"], s["eta_v"], s["sigma"], s["weight_decay"])
-    steps = 20_000 if s["engine"] == "reduced" else max(200, int(2e7 / (s["N"] * 6)))
-    simulate(state0, setup, s["N"], 10 / s["N"], engine=s["engine"], workers=1)  # compile
-    t0 = time.perf_counter()
-    simulate(state0, setup, s["N"], steps / s["N"], engine=s["engine"], workers=1)
-    return steps / (time.perf_counter() - t0)
+__all__ = ["main", "dry_run"]
 
 
-def _ode_seconds(s: dict, alpha_max: float) -> float:
-    """Seconds of one integration to min(alpha_max, 100), scaled by 1 + log10(alpha_max/100)
-    (LSODA's steps grow roughly with log α once the dynamics settle): a rough estimate."""
-    from .. import Setup, initial_state, integrate
-
-    state0 = initial_state(s["K"], s["M"], s["init"], N=s["N"], seed=0)
-    setup = Setup(s["activation"], s["eta"], s["eta_v"], s["sigma"], s["weight_decay"])
-    a = min(alpha_max, 100.0)
-    t0 = time.perf_counter()
-    integrate(state0, setup, a, rtol=s["rtol"], atol=s["atol"])
-    return (time.perf_counter() - t0) * (1 + max(0.0, math.log10(alpha_max / a)))
+#: Rows of the task table printed by ``--dry-run`` (the totals always cover every task).
+MAX_ROWS = 50
 
 
-def estimate_costs(spec) -> list[tuple]:
-    """[(task, run_steps or None, estimated seconds on one core)] for every task.
+def dry_run(spec_path, workers: int, max_memory=None) -> int:
+    """Print the tasks of a spec and its estimated cost (:func:`tsode.sweeps.spec.estimate`:
+    SGD run-steps and memory, from the settings alone; nothing is computed)."""
+    from .._common import available_memory, format_bytes
 
-    SGD: run-steps = runs × round(α_max N), divided by a rate measured here for each distinct
-    (engine, activation, K, M, N) — a second short simulation after a warm-up one. ODE and
-    fixed points: one timed integration per distinct (activation, K, M, init), see
-    :func:`_ode_seconds`. Rates measured on a loaded machine overestimate the cost.
-    """
-    cache = {}
-    out = []
-    for task in spec.tasks():
-        s = task.settings
-        amax = task.alphas[-1]
-        if s["engine"] in SGD_ENGINES:
-            key = (s["engine"], s["activation"], s["K"], s["M"],
-                   s["N"] if s["engine"] == "full" else 0)
-            if key not in cache:
-                cache[key] = _sgd_rate(s)
-            steps = s["runs"] * round(amax * s["N"])
-            out.append((task, steps, steps / cache[key]))
-        else:
-            key = (s["activation"], s["K"], s["M"], s["init"], amax)
-            if key not in cache:
-                cache[key] = _ode_seconds(s, amax)
-            out.append((task, None, cache[key]))
-    return out
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
-
-
-def dry_run(spec_path, workers: int) -> int:
     spec = load_spec(spec_path)
-    costs = estimate_costs(spec)
+    cost = estimate(spec)
     cols = list(spec.swept) or ["(single task)"]
-    print(f"spec {spec_path}: engine {spec.engine}, {len(costs)} tasks, hash {spec.hash}")
-    print("  ".join(f"{c:>12}" for c in ["task", *cols, "run-steps", "est. seconds"]))
-    for i, (task, steps, sec) in enumerate(costs):
+    print(f"spec {spec_path}: engine {spec.engine}, {cost.n_tasks} tasks, hash {spec.hash}")
+    print("  ".join(f"{c:>12}" for c in ["task", *cols, "run-steps", "memory"]))
+    for i, task in enumerate(itertools.islice(spec.iter_tasks(), MAX_ROWS)):
+        steps, n_bytes = task_cost(spec, task.settings)
         vals = [task.settings[c] for c in spec.swept] if spec.swept else ["-"]
-        row = [i, *vals, "-" if steps is None else f"{steps:.3g}", f"{sec:.3g}"]
+        row = [i, *vals, "-" if steps is None else f"{steps:.3g}", format_bytes(n_bytes)]
         print("  ".join(f"{str(x):>12}" for x in row))
-    total = sum(c[2] for c in costs)
-    longest = max(c[2] for c in costs)
-    wall = max(total / workers, longest)
-    print(f"estimated cost: {_hms(total)} of CPU; about {_hms(wall)} of wall time on {workers} "
-          f"worker(s) (longest task {_hms(longest)})")
+    if cost.n_tasks > MAX_ROWS:
+        print(f"... and {cost.n_tasks - MAX_ROWS} more tasks")
+    ceiling = 0.8 * available_memory() if max_memory is None else float(max_memory)
+    peak = cost.peak_bytes(workers)
+    if peak > ceiling:
+        print(f"refused as it stands: {format_bytes(peak)} on {workers} local worker(s) exceeds "
+              f"the memory ceiling {format_bytes(ceiling)}")
+    work = (f"{cost.run_steps:.3g} SGD run-steps in total" if spec.engine in SGD_ENGINES
+            else f"{cost.n_tasks} ODE integrations")
+    print(f"estimated cost: {work}; memory: largest task {format_bytes(cost.task_bytes)}, "
+          f"results {format_bytes(cost.result_bytes)}, about {format_bytes(peak)} on "
+          f"{workers} local worker(s) (ceiling {format_bytes(ceiling)})")
     return 0
 
 
@@ -106,32 +65,42 @@ def _parser():
     p.add_argument("--overwrite", action="store_true",
                    help="discard whatever is at OUT (another spec's results included)")
     p.add_argument("--dry-run", action="store_true",
-                   help="list the tasks and their estimated cost, run nothing")
+                   help="list the tasks and their estimated cost (run-steps, memory); computes "
+                   "nothing")
+    p.add_argument("--max-memory", type=float, metavar="GB",
+                   help="refuse a sweep whose estimated memory exceeds this many GB (default: "
+                   "80%% of the memory available now)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv=None) -> int:
-    from .run import _cpus, sweep
-    from .store import SpecMismatch
+    """``tsode sweep``: 0 on success, 2 (one line on stderr, no traceback) for anything a user
+    can get wrong — spec, output path, lock, scheduler, memory — and 130 on Ctrl-C."""
+    from .run import ExecutorError, _cpus, sweep
+    from .store import SpecMismatch, StoreError
 
     args = _parser().parse_args(argv)
     if args.workers is not None and args.workers < 1:
-        print(f"tsode sweep: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
+        return _fail(f"--workers must be >= 1, got {args.workers}")
+    if args.max_memory is not None and not args.max_memory > 0:
+        return _fail(f"--max-memory must be > 0 (GB), got {args.max_memory}")
+    max_memory = None if args.max_memory is None else args.max_memory * 1e9
     try:
         if args.dry_run:
-            return dry_run(args.spec, args.workers or _cpus())
+            return dry_run(args.spec, args.workers or _cpus(), max_memory)
         if not args.output:
-            print("tsode sweep: -o/--output is required (or --dry-run)", file=sys.stderr)
-            return 2
+            return _fail("-o/--output is required (or --dry-run)")
         t0 = time.perf_counter()
         ds = sweep(args.spec, executor=args.scheduler, output=args.output,
                    workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-                   progress=False if args.no_progress else None)
-    except (SpecError, SpecMismatch, FileExistsError, FileNotFoundError) as e:
-        print(f"tsode sweep: {e}", file=sys.stderr)
-        return 2
+                   progress=False if args.no_progress else None, max_memory=max_memory)
+    except (SpecError, SpecMismatch, StoreError, ExecutorError, FileExistsError,
+            MemoryError) as e:
+        return _fail(str(e))
+    except OSError as e:  # the spec file: missing, a directory, unreadable
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         print(f"\ntsode sweep: interrupted; finished tasks are kept in {args.output}.parts/ — "
               "re-run with --resume to continue", file=sys.stderr)
@@ -139,3 +108,8 @@ def main(argv=None) -> int:
     n = int(ds["seconds"].size)
     print(f"wrote {args.output}: {n} tasks in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"tsode sweep: {message}", file=sys.stderr)
+    return 2

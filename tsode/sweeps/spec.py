@@ -185,8 +185,11 @@ class Spec:
 
     def tasks(self) -> list[Task]:
         """All tasks, in row-major order of the swept settings."""
+        return list(self.iter_tasks())
+
+    def iter_tasks(self):
+        """The tasks of :meth:`tasks`, one at a time."""
         grid = self.grid()
-        out = []
         lists = [self.values[k] for k in self.swept]
         for index in itertools.product(*(range(len(x)) for x in lists)):
             s = {k: v for k, v in self.values.items() if k not in ("alphas",)}
@@ -194,12 +197,30 @@ class Spec:
             if s["K"] is None:
                 s["K"] = s["M"] + s["L"]
             s["L"] = s["K"] - s["M"]
-            amax = s["alpha_max"]
-            if self.engine in SGD_ENGINES:
-                amax = np.rint(amax * min(_listed(self.values["N"]))) / min(
-                    _listed(self.values["N"]))
-            alphas = tuple(float(a) for a in grid[grid <= amax * (1 + 1e-12)])
-            out.append(Task(index=index, settings=s, alphas=alphas))
+            alphas = tuple(float(a) for a in grid[grid <= self._last_alpha(s["alpha_max"])])
+            yield Task(index=index, settings=s, alphas=alphas)
+
+    def _last_alpha(self, alpha_max) -> float:
+        """Largest output time of a task with this alpha_max (1e-12 relative slack; SGD: the
+        grid of multiples of 1/min N)."""
+        if self.engine in SGD_ENGINES:
+            n = min(_listed(self.values["N"]))
+            alpha_max = np.rint(alpha_max * n) / n
+        return alpha_max * (1 + 1e-12)
+
+    def combinations(self, names) -> list[dict]:
+        """Distinct combinations of the settings ``names`` over the grid, with their number of
+        tasks: [({name: value}, count)]. With K, also M and L (K = M + L when L is given)."""
+        names = list(dict.fromkeys([*names, *(("K", "L", "M") if "K" in names else ())]))
+        lists = [self.values[n] if n in self.swept else [self.values[n]] for n in names]
+        n_tasks = int(np.prod([len(self.values[k]) for k in self.swept]))
+        count = n_tasks // int(np.prod([len(x) for x in lists]))
+        out = []
+        for combo in itertools.product(*lists):
+            c = dict(zip(names, combo))
+            if c.get("K", 0) is None:
+                c["K"] = c["M"] + c["L"]
+            out.append((c, count))
         return out
 
 
@@ -217,7 +238,7 @@ def _read(spec) -> dict:
                 return tomllib.loads(spec)
             with open(spec, "rb") as f:
                 return tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise SpecError(f"{'spec' if is_text else spec}: not valid TOML: {e}") from None
     if isinstance(spec, dict):
         return spec
@@ -297,31 +318,135 @@ def load_spec(spec) -> Spec:
     if values["K"] is None and values["L"] is None:
         values["K"] = values["M"]
     swept = tuple(k for k in flat if k in SWEEPABLE and isinstance(values[k], list))
+    if values["alphas"] is not None and values["alphas"][-1] > max(_listed(values["alpha_max"])):
+        raise SpecError(
+            f"alphas: output time {values['alphas'][-1]:g} > alpha_max = "
+            f"{max(_listed(values['alpha_max'])):g}; output times must lie within [0, "
+            "alpha_max]")
     result = Spec(values=values, swept=swept)
     _check_tasks(result)
     return result
 
 
 def _check_tasks(spec: Spec) -> None:
-    """Checks that need the combinations: K vs M, engine vs runs, Setup, output times."""
+    """Checks that need the combinations: K vs M, engine vs runs, Setup, output times — on the
+    distinct combinations of the settings each check reads (instant for any grid)."""
     from ..simulate import record_steps
 
     sgd = spec.engine in SGD_ENGINES
-    for task in spec.tasks():
-        s = task.settings
-        if s["init"] in ("informed", "denoise") and s["K"] < s["M"]:
-            raise SpecError(f"K = {s['K']} < M = {s['M']}: init = {s['init']!r} needs K >= M")
-        if not sgd and s["runs"] != 1:
-            raise SpecError(f"runs = {s['runs']}: engine {spec.engine!r} is deterministic, "
-                            "use runs = 1")
+    for c, _ in spec.combinations(["init", "K"]):
+        if c["init"] in ("informed", "denoise") and c["K"] < c["M"]:
+            raise SpecError(f"K = {c['K']} < M = {c['M']}: init = {c['init']!r} needs K >= M")
+    if not sgd and _listed(spec.values["runs"]) != [1]:
+        raise SpecError(f"runs = {max(_listed(spec.values['runs']))}: engine {spec.engine!r} "
+                        "is deterministic, use runs = 1")
+    for c, _ in spec.combinations(["activation", "eta", "eta_v", "sigma", "weight_decay"]):
         try:
-            Setup(s["activation"], s["eta"], s["eta_v"], s["sigma"], s["weight_decay"])
+            Setup(c["activation"], c["eta"], c["eta_v"], c["sigma"], c["weight_decay"])
         except ValueError as e:
             raise SpecError(f"setup: {e}") from None
-        if sgd:
-            if s["weight_decay"] >= s["N"]:
-                raise SpecError(f"weight_decay = {s['weight_decay']} must be < N = {s['N']}")
-            try:
-                record_steps(s["N"], task.alphas[-1], np.array(task.alphas))
-            except ValueError as e:
-                raise SpecError(f"alphas at N = {s['N']}: {e}") from None
+    if not sgd:
+        return
+    grid = spec.grid()
+    for c, _ in spec.combinations(["weight_decay", "N", "alpha_max"]):
+        if c["weight_decay"] >= c["N"]:
+            raise SpecError(f"weight_decay = {c['weight_decay']} must be < N = {c['N']}")
+        alphas = grid[grid <= spec._last_alpha(c["alpha_max"])]
+        if alphas[-1] * c["N"] >= 2.0**62:
+            raise SpecError(f"alpha_max x N = {alphas[-1] * c['N']:.3g} SGD steps (alpha_max = "
+                            f"{c['alpha_max']}, N = {c['N']}): at most 2^62 steps can be counted")
+        try:
+            record_steps(c["N"], alphas[-1], alphas)
+        except ValueError as e:
+            raise SpecError(f"alphas at N = {c['N']}: {e}") from None
+
+
+#: Settings that determine a task's cost (:func:`task_cost`).
+COST_KEYS = ("K", "M", "N", "runs", "alpha_max", "init", "threads")
+
+
+def task_cost(spec: Spec, s: dict) -> tuple:
+    """(run-steps or None, estimated bytes) of one task with settings ``s`` (at least
+    ``COST_KEYS``), from the settings alone: SGD run-steps = runs x round(α N) at the task's
+    last output time; memory = the sampled initial state (random/small starts, N-dim weights)
+    plus :func:`tsode._common.simulation_memory` (SGD, ``threads`` concurrent runs) or
+    :func:`tsode._common.ode_memory` (ODE and fixed points)."""
+    from .._common import ode_memory, sampled_state_memory, simulation_memory
+
+    grid = spec.grid()
+    alphas = grid[grid <= spec._last_alpha(s["alpha_max"])]
+    K, M, N = s["K"], s["M"], s["N"]
+    n_bytes = sampled_state_memory(K, M, N) if s["init"] in ("random", "small") else 0.0
+    if spec.engine in SGD_ENGINES:
+        steps = s["runs"] * int(np.rint(alphas[-1] * N))
+        return steps, n_bytes + simulation_memory(K, M, N, s["runs"], alphas.size, spec.engine,
+                                                  workers=s["threads"])
+    return None, n_bytes + ode_memory(K, M, alphas.size)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Estimated cost of a sweep, from its settings alone (no trajectory is computed).
+
+    n_tasks; run_steps: total SGD run-steps (0 for ODE engines); task_bytes: memory of the
+    largest task; result_bytes: the assembled dataset (NaN-padded to the largest K, M, runs);
+    driver_bytes: the process that stores and assembles the results (about 3 x result_bytes:
+    the loaded parts, the dataset and the netCDF write).
+    """
+
+    n_tasks: int
+    run_steps: int
+    task_bytes: float
+    result_bytes: float
+    driver_bytes: float
+
+    def peak_bytes(self, workers: int) -> float:
+        """Memory of a local run: ``workers`` concurrent tasks plus the driver."""
+        return min(workers, self.n_tasks) * self.task_bytes + self.driver_bytes
+
+
+def estimate(spec: Spec) -> Cost:
+    """The :class:`Cost` of ``spec``: one :func:`task_cost` per distinct combination of
+    ``COST_KEYS`` (instant for any grid)."""
+    combos = spec.combinations(COST_KEYS)
+    steps, task_bytes = 0, 0.0
+    for c, count in combos:
+        st, b = task_cost(spec, c)
+        steps += (st or 0) * count
+        task_bytes = max(task_bytes, b)
+    n_tasks = sum(count for _, count in combos)
+    K = max(c["K"] for c, _ in combos)
+    M = max(c["M"] for c, _ in combos)
+    runs = max(c["runs"] for c, _ in combos)
+    G = spec.grid().size
+    per_task = 8.0 * (runs * G * (1 + K * K + K * M + K) + M * M + M + G + 16)
+    if spec.engine == "fixed_point":
+        per_task += 8.0 * (K * K + K * M + K)
+    result = n_tasks * per_task
+    return Cost(n_tasks, steps, task_bytes, result, 3 * result)
+
+
+def check_memory_ceiling(spec: Spec, workers: int, max_memory=None, driver_only=False) -> Cost:
+    """The :func:`estimate` of ``spec``, after refusing (MemoryError) a sweep whose memory
+    exceeds ``max_memory`` bytes (default: 80 % of the memory available now): ``workers``
+    concurrent tasks plus the driver, or the driver alone (``driver_only``: tasks run on other
+    machines, e.g. a Dask cluster)."""
+    from .._common import available_memory, check_number, format_bytes
+
+    cost = estimate(spec)
+    if max_memory is None:
+        ceiling, what = 0.8 * available_memory(), "80 % of the memory available now"
+    else:
+        ceiling = check_number(max_memory, "max_memory", strict=True)
+        what = "max_memory"
+    need = cost.driver_bytes if driver_only else cost.peak_bytes(workers)
+    if need > ceiling:
+        parts = (f"the results {format_bytes(cost.driver_bytes)}" if driver_only else
+                 f"{min(workers, cost.n_tasks)} concurrent task(s) of up to "
+                 f"{format_bytes(cost.task_bytes)} and the results "
+                 f"{format_bytes(cost.driver_bytes)}")
+        raise MemoryError(
+            f"this sweep needs about {format_bytes(need)} ({parts}) but the ceiling is "
+            f"{format_bytes(ceiling)} ({what}): use fewer workers, a smaller grid, K or N, "
+            "or raise max_memory (--max-memory)")
+    return cost

@@ -21,7 +21,11 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 
 def limit_threads() -> None:
     """Process-pool initializer: one BLAS/OpenMP thread per worker process (tasks run side by
-    side; ``threads`` in the spec sets the simulator's threads per task)."""
+    side; ``threads`` in the spec sets the simulator's threads per task). Workers ignore
+    SIGINT: on Ctrl-C the driver stores what has arrived and terminates them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in _THREAD_VARS:
         os.environ.setdefault(var, "1")
 
