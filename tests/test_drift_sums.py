@@ -1,5 +1,4 @@
-"""The fused, threaded drift (tsode._drift_sums) against independent evaluations of the ODEs,
-and its branch-free asin against libm."""
+"""The fused, threaded drift (tsode._drift_sums) against independent evaluations of the ODEs."""
 
 import math
 import tracemalloc
@@ -11,50 +10,6 @@ import tsode
 from tsode import _drift_sums as ds
 from tsode.activations import activation, gather, index_tuples
 from tsode.ode import Drift
-
-
-# ------------------------------------------- branch-free asin (drift) and exp (reduced chain)
-def _grid_asin(rng):
-    return np.concatenate([
-        rng.uniform(-1, 1, 400_000),                       # both reduced arguments
-        1 - 10 ** rng.uniform(-17, 0, 50_000),             # near 1, where asin is steep
-        -(1 - 10 ** rng.uniform(-17, 0, 50_000)),
-        rng.uniform(-1e-9, 1e-9, 10_000),                  # tiny arguments
-        [0.0, -0.0, 0.5, -0.5, 0.975, -0.975, 1.0, -1.0, np.nextafter(0.5, 0),
-         np.nextafter(0.975, 1), 1.5, -7.0],               # branch edges and clipping
-    ])
-
-
-def _grid_exp(rng):
-    return np.concatenate([-rng.uniform(0, 4, 300_000), -rng.uniform(0, 708, 100_000),
-                           -(10 ** rng.uniform(-20, 0, 50_000)),
-                           [0.0, -0.0, -708.0, -0.5 * math.log(2), -math.log(2), -1e-300]])
-
-
-@pytest.mark.parametrize("name", ["asin", "exp"])
-def test_branch_free_elementary_functions_are_within_one_ulp_of_libm(name):
-    from numba import njit
-
-    from tsode._sim_kernels import exp_nonpositive
-
-    fn, grid, ref_fn = {
-        "asin": (ds.asin_clipped, _grid_asin, lambda t: math.asin(min(1.0, max(-1.0, t)))),
-        "exp": (exp_nonpositive, _grid_exp, math.exp),
-    }[name]
-
-    @njit(error_model="numpy")
-    def many(x, out):
-        for i in range(x.size):
-            out[i] = fn(x[i])
-
-    x = grid(np.random.default_rng(0))
-    out = np.empty_like(x)
-    many(x, out)
-    ref = np.array([ref_fn(t) for t in x])
-    assert (np.abs(out - ref) / np.spacing(np.maximum(np.abs(ref), 1e-300))).max() <= 1.0
-    if name == "exp":  # below -708: 0 instead of a subnormal; NaN stays NaN
-        assert exp_nonpositive(-709.0) == 0.0 and exp_nonpositive(-np.inf) == 0.0
-        assert math.isnan(exp_nonpositive(np.nan))
 
 
 # ------------------------------------------------------------------ the drift at small K, exactly

@@ -45,7 +45,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .activations import _ERF, _SQRT_2_OVER_PI, ACT_CODES, dg_scalar, g_scalar  # noqa: F401
+from .activations import ACT_CODES, dg_scalar, g_scalar  # noqa: F401  (one code table)
 
 _FM = {"reassoc", "contract"}  # allow vectorised dot products; keeps NaN/inf semantics
 
@@ -110,53 +110,6 @@ def full_advance(W, Ws, v, vs, rng, n_steps, code, eta, eta_v, sigma, decay, x, 
         if not math.isfinite(delta):
             return step
     return n_steps
-
-
-# exp of fdlibm (e_exp.c, Sun Microsystems 1993; coefficients as there, with their IEEE hex
-# patterns) for x <= 0, without branches or calls, so that the lane loops vectorise: the erf
-# derivative √(2/π) exp(−λ²/2) of every lane at once (libm's exp is a scalar call, ~5 ns).
-# exp(x) = 2^k exp(r), x = k ln2 + r, |r| <= ln2/2, exp(r) from the Remez polynomial; 2^k is an
-# exact product of powers of two. Max error 1 ulp (tested against math.exp); x < -708 gives 0
-# instead of a subnormal below 3e-308.
-_LN2HI = 6.93147180369123816490e-01    # 0x3FE62E42FEE00000
-_LN2LO = 1.90821492927058770002e-10    # 0x3DEA39EF35793C76
-_INVLN2 = 1.44269504088896338700e+00   # 0x3FF71547652B82FE
-_P1 = 1.66666666666666019037e-01       # 0x3FC555555555553E
-_P2 = -2.77777777770155933842e-03      # 0xBF66C16C16BEBD93
-_P3 = 6.61375632143793436117e-05       # 0x3F11566AAF25DE2C
-_P4 = -1.65339022054652515390e-06      # 0xBEBBBD41C5D26BF1
-_P5 = 4.13813679705723846039e-08       # 0x3E66376972BEA4D0
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def exp_nonpositive(x):
-    """exp(x) for x <= 0 (x > 0 is not supported), branch-free; 0 below -708; NaN gives NaN."""
-    xc = max(x, -708.0)
-    kf = math.floor(xc * _INVLN2 + 0.5)
-    hi = xc - kf * _LN2HI
-    lo = kf * _LN2LO
-    r = hi - lo
-    t = r * r
-    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    j = np.int64(-kf)  # 0 <= j <= 1022
-    p = 1.0
-    h = 0.5
-    for i in range(10):  # p = 2^-j, exactly: the factors 2^-(2^i) of j's bits
-        p *= h if (j >> i) & 1 else 1.0
-        h *= h
-    out = y * p
-    return out if x >= -708.0 else (0.0 if x == x else x)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def reduced_dg(code, x):
-    """g'(x) of the reduced engine: for erf √(2/π) exp(−x²/2) through :func:`exp_nonpositive`
-    (the same in the single-run and lane kernels, so a run does not depend on its grouping);
-    else :func:`tsode.activations.dg_scalar`."""
-    if code == _ERF:
-        return _SQRT_2_OVER_PI * exp_nonpositive(-0.5 * x * x)
-    return dg_scalar(code, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +237,7 @@ def reduced_update(G, v, vs, u, s, zeta, K, N, code, eta, eta_v, sigma, decay, c
         y += vs[m] * g_scalar(code, u[K + m])
     delta = phi - y
     for k in range(K):
-        c[k] = -eta * v[k] * reduced_dg(code, u[k]) * delta
+        c[k] = -eta * v[k] * dg_scalar(code, u[k]) * delta
     a = 1.0 - decay / N
     inv_n = 1.0 / N
     s_n2 = s * inv_n * inv_n
@@ -486,7 +439,7 @@ def update_lanes(G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, ma
         D[l] -= C[0, l]  # delta = phi - y
     for k in range(K):
         for l in range(nl):
-            C[k, l] = -eta * v[k, l] * reduced_dg(code, U[k, l]) * D[l]
+            C[k, l] = -eta * v[k, l] * dg_scalar(code, U[k, l]) * D[l]
     a = 1.0 - decay / N
     a2 = a * a
     inv_n = 1.0 / N
