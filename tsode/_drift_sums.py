@@ -12,8 +12,8 @@ The S sums hold ~K²(K+M)²/4 four-point integrals: here they are accumulated on
 size is ever materialised (memory O(K² + batch · n²)). Each row is summed by one thread in a fixed
 order (a, then b ≥ a), so the result does not depend on the number of threads. The per-term
 values are those of the scalar kernels in :mod:`tsode.activations` and :mod:`tsode._relu_i4`
-(erf: the same arithmetic, with the row constants hoisted; the common factor
-4/(π²√Λ4) is applied once per row).
+(ReLU, linear: the same functions; erf: the same closed form with the row constants hoisted,
+Λ0 regrouped and the common factor 4/(π²√Λ4) applied once per row, so equal to rounding).
 
 Activations without a fused kernel (codes other than erf, ReLU, linear) are summed by
 :func:`chunked_sums`: the indexed kernels over blocks of index tuples, a few rows at a time.
