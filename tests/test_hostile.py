@@ -208,7 +208,8 @@ def test_initial_state_refuses_what_would_not_fit():
 
 
 def test_ode_refuses_a_K_whose_integrals_would_not_fit():
-    """K = 600: K^4 / 8 ~ 3e10 I4 integrals (~ 3 TB); refused before any allocation."""
+    """K = 600: the default solver (LSODA) would hold a dense Jacobian of the 180 900 unknowns
+    (~ 260 GB); refused before any allocation."""
     s = tsode.OrderParameters(Q=np.eye(600), R=np.zeros((600, 1)), T=np.eye(1),
                               v=np.ones(600), v_star=np.ones(1))
     with pytest.raises(MemoryError, match="the ODEs at K=600, M=1 needs about .* GiB"):

@@ -506,11 +506,13 @@ def test_indexed_batch_shapes_and_input_checks():
 
 @pytest.mark.parametrize("K, M, eta_v", [(3, 2, 0.0), (4, 1, 0.3)])
 def test_ode_drift_unchanged_by_indexed_kernel(K, M, eta_v, monkeypatch):
-    """tsode.drift with the indexed kernel equals the drift computed with relu_I4 on the
-    gathered sub-covariances (the previous implementation), at a random and a nearly
-    specialised state (students close to teachers)."""
+    """tsode.drift (the fused sums over the indexed kernel's per-tuple values) equals the
+    drift computed with relu_I4 on the gathered sub-covariances (the previous
+    implementation, through the per-integral path with the I4 kernel swapped), at a random and
+    a nearly specialised state (students close to teachers)."""
     import tsode
     from tsode import activations
+    from tsode.ode import Drift
 
     setup = tsode.Setup("relu", eta=0.2, eta_v=eta_v, sigma=0.1)
     s0 = tsode.initial_state(K, M, "random", N=200, seed=K, v="normal", v_star="normal")
@@ -519,7 +521,9 @@ def test_ode_drift_unchanged_by_indexed_kernel(K, M, eta_v, monkeypatch):
         new = tsode.drift(state, setup)
         monkeypatch.setitem(activations.ACTIVATIONS["relu"].kernels, "I4",
                             lambda C, idx: relu_I4(activations.gather(C, idx)))
-        ref = tsode.drift(state, setup)
+        f = Drift.from_state(state, setup)
+        Q, R, v = (np.asarray(x, dtype=float) for x in (state.Q, state.R, state.v))
+        ref = f.combine(Q, R, v, f.integrals(f.covariance(Q, R)))
         monkeypatch.undo()
         for x, y in zip(new, ref):
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-10)

@@ -224,14 +224,22 @@ def check_memory(n_bytes: float, what: str, hint: str) -> None:
 BYTES_PER_I4 = 112
 
 
+#: integrate() hands the per-integral FD Jacobian (its I4 index sets, ``BYTES_PER_I4`` each) to
+#: the implicit solvers while it fits in this many bytes (K <~ 60 at M = 4); beyond, they
+#: difference the drift themselves.
+JACOBIAN_BUDGET = 2**30
+
+
 def ode_memory(K: int, M: int, n_times: int = 201) -> float:
-    r"""Estimated bytes of one ODE integration (:func:`tsode.integrate`) at K, M: the I4
-    integral tables of the drift (:math:`K(K+1)/2 \cdot n(n+1)/2` integrals, n = K + M, at
-    ``BYTES_PER_I4`` each), the solver's dense Jacobian (size², size = K(K+1)/2 + KM + K) and
-    the recorded trajectory (``n_times`` states)."""
+    r"""Estimated bytes of one ODE integration (:func:`tsode.integrate`) at K, M: the I4 index
+    sets of the per-integral Jacobian (:math:`K(K+1)/2 \cdot n(n+1)/2` integrals, n = K + M, at
+    ``BYTES_PER_I4`` each) when they fit in ``JACOBIAN_BUDGET`` (the drift itself sums the
+    integrals on the fly, memory O(K²)), the solver's dense Jacobian (size², size = K(K+1)/2 +
+    KM + K) and the recorded trajectory (``n_times`` states)."""
     n, n_q = K + M, K * (K + 1) / 2
     size = n_q + K * M + K
-    return BYTES_PER_I4 * n_q * n * (n + 1) / 2 + 8.0 * size * (3 * size + n_times)
+    tables = BYTES_PER_I4 * n_q * n * (n + 1) / 2
+    return (tables if tables <= JACOBIAN_BUDGET else 0.0) + 8.0 * size * (3 * size + n_times)
 
 
 def simulation_memory(K: int, M: int, N: int, n_runs: int, n_times: int, engine: str,

@@ -295,6 +295,8 @@ def reduced_advance_one(
 # Reduced engine, several runs ("lanes") in lockstep
 # ---------------------------------------------------------------------------------------------
 
+
+
 @njit(cache=True, nogil=True)
 def draw_block(rng, m, N, sigma, with_chi2, Z, X2, ZE):
     r"""Draw the random numbers of Z.shape[0] steps of one run from ``rng``, in stream order.
@@ -308,6 +310,15 @@ def draw_block(rng, m, N, sigma, with_chi2, Z, X2, ZE):
             Z[b, j] = rng.standard_normal()
         X2[b] = rng.chisquare(N - m) if (with_chi2 and N > m) else 0.0
         ZE[b] = rng.standard_normal() if sigma > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def draw_lanes(rngs, m, N, sigma, with_chi2, Z, X2, ZE):
+    """:func:`draw_block` of every lane j from its generator rngs[j] (a numba typed List):
+    one compiled call per block instead of one per lane (a call costs ~20 us of argument
+    typing per Generator). Z (steps, m, lanes), X2 and ZE (steps, lanes)."""
+    for j in range(len(rngs)):
+        draw_block(rngs[j], m, N, sigma, with_chi2, Z[:, :, j], X2[:, j], ZE[:, j])
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -346,14 +357,17 @@ def cholesky_lanes(G, L, tol, ok, d, e, nl):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl):
+def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl,
+                 fresh):
     r"""Fields u = Lz (into U (n, lanes)) and s = ‖x‖² (into S (lanes,)) of step b of each lane.
 
     z = Z[b, :m, l] with m = min(n, N) and s = ‖z‖² + X2[b, l]. Full-rank lanes use
-    :func:`cholesky_lanes`; the others fall back to :func:`factor` (rank r <= m, L padded with
-    zero columns: the unused z_{r+1..m} make ‖z‖² + χ²(N − m) ~ ‖z_{1..r}‖² + χ²(N − r), so the
-    law is unchanged). L (n, n, lanes), tol, ok, d, e (lanes,), G1, A1, L1 (n, n), perm (n,)
-    are scratch.
+    :func:`cholesky_lanes` if ``fresh``, else the factor L that :func:`rank2_lanes` kept up to
+    date (lanes with ok[l] == 1; the others are factorised afresh by :func:`cholesky`); lanes
+    that are not of full rank fall back to :func:`factor` (rank r <= m, L padded with zero
+    columns: the unused z_{r+1..m} make ‖z‖² + χ²(N − m) ~ ‖z_{1..r}‖² + χ²(N − r), so the
+    law is unchanged) and leave ok[l] = 0. L (n, n, lanes) and ok (lanes,) carry the factor
+    between steps; tol, d, e (lanes,), G1, A1, L1 (n, n), perm (n,) are scratch.
     """
     n = G.shape[0]
     m = min(n, N)
@@ -371,7 +385,17 @@ def sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, 
         tol[l] *= rank_rtol
         S[l] += X2[b, l]
     if n <= N:
-        cholesky_lanes(G, L, tol, ok, d, e, nl)
+        if fresh:
+            cholesky_lanes(G, L, tol, ok, d, e, nl)
+        else:
+            for l in range(nl):
+                if ok[l] == 0.0:
+                    G1[:, :] = G[:, :, l]
+                    if cholesky(G1, L1, rank_rtol):
+                        ok[l] = 1.0
+                        for i in range(n):
+                            for j in range(i + 1):
+                                L[i, j, l] = L1[i, j]
         for i in range(n):
             for l in range(nl):
                 U[i, l] = 0.0
@@ -447,9 +471,67 @@ def update_lanes(G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, ma
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def rank2_lanes(L, U, C, S, a, K, N, tol, ok, P, X, d, e, f, nl):
+    r"""Carry the Cholesky factor of every full-rank lane (ok[l] == 1) through one SGD step.
+
+    The step of :func:`update_lanes` is :math:`G' = DGD + pp^\top - qq^\top` with
+    :math:`D = \mathrm{diag}(a 1_K, 1_M)`, :math:`\tilde u = Du`, :math:`q = \tilde u/\sqrt s`
+    and :math:`p = q + (\sqrt s/N)(c, 0)`; :math:`DGD - qq^\top = DL(I - zz^\top/s)L^\top D`
+    is PSD (s >= ‖z‖²), so L <- DL, then a rank-1 downdate by q and an update by p, column by
+    column (O(n²) per lane instead of the O(n³) of a new factorisation). A lane whose pivot
+    falls to ``<= tol[l]`` gets ok[l] = 0 (factorised afresh at the next step).
+
+    L (n, n, lanes); U (n, lanes) the step's fields, C (K, lanes) its c_k and S (lanes,) its
+    s/N² (as left by :func:`update_lanes`); P, X (n, lanes), d, e, f (lanes,) scratch.
+    """
+    n = L.shape[0]
+    inv_n = 1.0 / N
+    for l in range(nl):
+        d[l] = math.sqrt(S[l])            # √s / N
+        f[l] = inv_n / d[l]               # 1 / √s
+    for i in range(n):
+        ai = a if i < K else 1.0
+        for l in range(nl):
+            X[i, l] = ai * U[i, l] * f[l]
+            P[i, l] = X[i, l] + (d[l] * C[i, l] if i < K else 0.0)
+    if a != 1.0:
+        for i in range(K):
+            for j in range(i + 1):
+                for l in range(nl):
+                    L[i, j, l] *= a
+    for j in range(n):
+        # downdate by X (hyperbolic rotation), then update by P, of column j
+        for l in range(nl):
+            ljj, x = L[j, j, l], X[j, l]
+            r2 = (ljj - x) * (ljj + x)
+            good = r2 > tol[l] and ljj > 0.0
+            ok[l] = ok[l] if good else 0.0
+            r = math.sqrt(r2) if good else 1.0
+            d[l] = r / (ljj if good else 1.0)
+            e[l] = x / (ljj if good else 1.0)
+            L[j, j, l] = r
+        for i in range(j + 1, n):
+            for l in range(nl):
+                lij = (L[i, j, l] - e[l] * X[i, l]) / d[l]
+                X[i, l] = d[l] * X[i, l] - e[l] * lij
+                L[i, j, l] = lij
+        for l in range(nl):
+            ljj, p = L[j, j, l], P[j, l]
+            r = math.sqrt(ljj * ljj + p * p)
+            d[l] = r / ljj
+            e[l] = p / ljj
+            L[j, j, l] = r
+        for i in range(j + 1, n):
+            for l in range(nl):
+                lij = (L[i, j, l] + e[l] * P[i, l]) / d[l]
+                P[i, l] = d[l] * P[i, l] - e[l] * lij
+                L[i, j, l] = lij
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def reduced_advance_lanes(
     G, v, vs, Z, X2, ZE, n_steps, K, N, code, eta, eta_v, sigma, decay, max_norm, rank_rtol,
-    failed,
+    failed, refresh, L, ok, step0,
 ):
     """Run ``n_steps`` steps of the exact chain on every lane (one run each) in place.
 
@@ -459,19 +541,31 @@ def reduced_advance_lanes(
     (:func:`sample_lanes`), then the SGD update of G and v (:func:`update_lanes`). Returns the
     number of steps completed by all lanes; fewer than ``n_steps`` means that lane failed[0]
     diverged (see :func:`update_lanes`) at step (value + 1).
+
+    ``refresh`` (>= 1): G is factorised afresh at the steps whose absolute count (``step0``
+    steps done before this call) is a multiple of ``refresh``; in between, the factor L
+    (n, n, lanes) is carried through each step by the rank-2 update of :func:`rank2_lanes`
+    (lanes with ok[l] == 0, e.g. all of them at the first call, are factorised afresh).
+    refresh = 1: a new factorisation every step. L and ok (lanes,) persist between calls, so
+    a run does not depend on how its steps are split into calls.
     """
     n, _, nl = G.shape
-    L, U, C = np.zeros((n, n, nl)), np.empty((n, nl)), np.empty((K, nl))
+    U, C = np.empty((n, nl)), np.empty((K, nl))
+    P, X, f = np.empty((n, nl)), np.empty((n, nl)), np.empty(nl)
     S, tol, d, D = np.empty(nl), np.empty(nl), np.empty(nl), np.empty(nl)
-    ok, e = np.empty(nl), np.empty(nl)
+    e = np.empty(nl)
     G1, A1, L1 = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
     perm = np.empty(n, dtype=np.int64)
+    a = 1.0 - decay / N
     for b in range(n_steps):
-        sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl)
+        sample_lanes(G, Z, X2, b, N, rank_rtol, L, U, S, tol, ok, d, e, G1, A1, L1, perm, nl,
+                     (step0 + b) % refresh == 0)
         lane = update_lanes(
             G, v, vs, U, S, ZE, b, K, N, code, eta, eta_v, sigma, decay, max_norm, C, D, nl
         )
         if lane >= 0:
             failed[0] = lane
             return b
+        if refresh > 1 and n <= N:
+            rank2_lanes(L, U, C, S, a, K, N, tol, ok, P, X, d, e, f, nl)
     return n_steps

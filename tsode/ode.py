@@ -11,22 +11,26 @@ teachers and a, b over all K+M fields:
         - 2\kappa Q_{ik}\\
     \frac{dv_i}{d\alpha} &= -\eta_v \sum_a w_a I_2(i,a) - \kappa v_i
 
-T and v* are constant. The right-hand side is evaluated with one vectorised call per integral;
-I4 is evaluated only on i <= k and a <= b (it is symmetric under both swaps).
+T and v* are constant. The right-hand side accumulates the weighted sums over a (and a <= b) on
+the fly in fused, threaded kernels (:mod:`tsode._drift_sums`), so memory stays O(K^2) however
+many (~K^2 (K+M)^2 / 4) four-point integrals a step needs; I4 is evaluated only on i <= k and
+a <= b (it is symmetric under both swaps). The finite-difference Jacobian works per integral
+(index tuples materialised, memory ~K^4).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from ._common import (
-    BYTES_PER_I4, ProgressLog, check_alphas, check_int, check_memory, check_number, covariance,
-    default_alphas, log_progress, ode_memory,
-    fd_jacobian, fd_steps,
+    BYTES_PER_I4, JACOBIAN_BUDGET, ProgressLog, check_alphas, check_int, check_memory,
+    check_number, covariance, default_alphas, fd_jacobian, fd_steps, log_progress, ode_memory,
 )
+from ._drift_sums import FUSED_CODES, chunked_max_abs, chunked_sums, fused_sums
 from .activations import index_tuples
 from .order_parameters import OrderParameters, Setup, eg_from_covariance
 from .trajectory import Trajectory
@@ -42,7 +46,8 @@ class StallError(RuntimeError):
     """Raised when the solver stops making progress or exceeds its budget of evaluations."""
 
 
-#: Bytes held per I4 integral by the drift and its Jacobian (:data:`tsode._common.BYTES_PER_I4`).
+#: Bytes held per I4 integral by the per-integral Jacobian (``tsode._common.BYTES_PER_I4``;
+#: the drift itself holds none).
 _BYTES_PER_I4 = BYTES_PER_I4
 
 
@@ -63,18 +68,11 @@ class Drift:
         n = K + M
         self.iu = np.triu_indices(K)
         self.n_q = len(self.iu[0])
-        check_memory(_BYTES_PER_I4 * self.n_q * n * (n + 1) / 2, f"the ODEs at K={K}, M={M}",
-                     "the I4 integrals alone grow like K^4 / 2; use a smaller K")
         self.size = self.n_q + K * M + (K if self.train_v else 0)
-        # index tuples for the integrals
-        self.idx3 = index_tuples(K, n, n)  # (K*n*n, 3): (i, b, a)
         ab = np.ascontiguousarray(np.array(np.triu_indices(n)).T)  # a <= b
         self.ab_weight = np.where(ab[:, 0] == ab[:, 1], 1.0, 2.0)
         ik = np.ascontiguousarray(np.array(self.iu).T)  # i <= k
         self.ab, self.ik = ab, ik
-        self.idx4 = np.concatenate(
-            [np.repeat(ik, len(ab), axis=0), np.tile(ab, (len(ik), 1))], axis=1
-        )  # (n_ik * n_ab, 4)
         self.idx2 = index_tuples(K, n)  # (K*n, 2): (i, a)
         self.k = self.act.kernels
         # float64 coefficients: eta**2 of a huge eta is inf (a clear divergence), never a
@@ -121,6 +119,31 @@ class Drift:
         return covariance(Q, R, self.T)
 
     # ---- the right-hand side ---------------------------------------------------------------
+    @functools.cached_property
+    def idx3(self) -> np.ndarray:
+        """(K*n*n, 3) index tuples (i, b, a) of the I3 integrals (the Jacobian's)."""
+        n = self.K + self.M
+        return index_tuples(self.K, n, n)
+
+    def jacobian_bytes(self) -> float:
+        """Memory of the per-integral Jacobian's index sets and values (~K^4 / 2 I4 tuples)."""
+        n = self.K + self.M
+        return _BYTES_PER_I4 * self.n_q * n * (n + 1) / 2
+
+    @functools.cached_property
+    def idx4(self) -> np.ndarray:
+        """(n_ik * n_ab, 4) index tuples (i, k, a, b), i <= k, a <= b, of the I4 integrals.
+
+        Materialised only for the per-integral path (:meth:`integrals`, the Jacobian): ~K^4 / 2
+        tuples, hence the memory check; the drift itself never builds them."""
+        n = self.K + self.M
+        check_memory(self.jacobian_bytes(),
+                     f"the per-integral Jacobian of the ODEs at K={self.K}, M={self.M}",
+                     "its I4 index sets grow like K^4 / 2; use a smaller K (the drift and "
+                     "integrate() with a non-stiff method need no Jacobian)")
+        return np.concatenate([np.repeat(self.ik, len(self.ab), axis=0),
+                               np.tile(self.ab, (len(self.ik), 1))], axis=1)
+
     def _index_sets(self):
         """(name, index tuples) of the integrals the drift needs."""
         sets = [("I3", self.idx3), ("I4", self.idx4)]
@@ -131,7 +154,9 @@ class Drift:
         return sets
 
     def integrals(self, C) -> dict:
-        """The Gaussian integrals of the drift at field covariances C (..., n, n), flat (..., P)."""
+        """The Gaussian integrals of the drift at field covariances C (..., n, n), one per index
+        tuple, flat (..., P): the per-integral path of the Jacobian (memory ~K^4; the drift
+        itself uses the fused sums of :meth:`sums`)."""
         return {name: self.k[name](C, idx) for name, idx in self._index_sets()}
 
     def _w(self, v):
@@ -139,30 +164,68 @@ class Drift:
         return np.concatenate([v, -np.broadcast_to(self.v_star, v.shape[:-1] + (self.M,))],
                               axis=-1)
 
+    def sums(self, C, w) -> dict:
+        r"""The weighted integral sums of the drift at field covariances C (..., n, n) and
+        signed readout w (..., n), without materialising the integrals:
+        "A" (..., K, n) = Σ_a w_a I3(i, b, a); "S4" (..., n_q) = Σ_{a<=b} (2 - δ_ab) w_a w_b
+        I4(i, k, a, b) on i <= k; "J2" (..., n_q) if σ > 0; "Iw2" (..., K) = Σ_a w_a I2(i, a)
+        if the second layer is trained. Fused, threaded kernels (:mod:`tsode._drift_sums`)
+        for erf, ReLU and linear; other activations are summed block by block."""
+        C = np.asarray(C, dtype=float)
+        K, n, code = self.K, self.K + self.M, self.act.code
+        with np.errstate(over="ignore", invalid="ignore"):
+            if code in FUSED_CODES:
+                A, S4 = fused_sums(C, w, K, self.ik, code)
+            else:
+                A = chunked_sums(self.k["I3"], C, w, self.idx2, np.arange(n)[:, None])
+                A = A.reshape(C.shape[:-2] + (K, n))
+                wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
+                S4 = chunked_sums(self.k["I4"], C, wab, self.ik, self.ab)
+            out = {"A": A, "S4": S4}
+            if self.setup.sigma > 0:
+                out["J2"] = self.k["J2"](C, self.ik)
+            if self.train_v:
+                I2 = self.k["I2"](C, self.idx2).reshape(C.shape[:-2] + (K, n))
+                out["Iw2"] = np.einsum("...ia,...a->...i", I2, w)
+        return out
+
     def combine(self, Q, R, v, ints):
-        """(dQ, dR, dv) from overlaps and precomputed :meth:`integrals`; vectorised."""
-        K, M, s = self.K, self.M, self.setup
-        n = K + M
+        """(dQ, dR, dv) from overlaps and precomputed per-integral :meth:`integrals`;
+        vectorised."""
+        K, n = self.K, self.K + self.M
         lead = Q.shape[:-2]
         w = self._w(v)
         with np.errstate(over="ignore", invalid="ignore"):
             I3 = ints["I3"].reshape(lead + (K, n, n))
-            A = np.einsum("...iba,...a->...ib", I3, w)  # A[i, b] = sum_a w_a I3(i, b, a)
+            sums = {"A": np.einsum("...iba,...a->...ib", I3, w)}  # sum_a w_a I3(i, b, a)
+            I4 = ints["I4"].reshape(lead + (len(self.ik), len(self.ab)))
+            wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
+            sums["S4"] = np.einsum("...pq,...q->...p", I4, wab)
+            if self.setup.sigma > 0:
+                sums["J2"] = ints["J2"]
+            if self.train_v:
+                I2 = ints["I2"].reshape(lead + (K, n))
+                sums["Iw2"] = np.einsum("...ia,...a->...i", I2, w)
+        return self._assemble(Q, R, v, sums)
+
+    def _assemble(self, Q, R, v, sums):
+        """(dQ, dR, dv) from overlaps and the integral sums of :meth:`sums`."""
+        K, s = self.K, self.setup
+        lead = Q.shape[:-2]
+        with np.errstate(over="ignore", invalid="ignore"):
+            A = sums["A"]
             vA = v[..., :, None] * A[..., :K]
             dR = -self._eta * v[..., :, None] * A[..., K:]
             dQ = -self._eta * (vA + np.swapaxes(vA, -1, -2))
-            I4 = ints["I4"].reshape(lead + (len(self.ik), len(self.ab)))
-            wab = self.ab_weight * w[..., self.ab[:, 0]] * w[..., self.ab[:, 1]]
-            S4 = self._eta2 * np.einsum("...pq,...q->...p", I4, wab)
+            S4 = self._eta2 * sums["S4"]
             if s.sigma > 0:
-                S4 = S4 + self._noise2 * ints["J2"]
+                S4 = S4 + self._noise2 * sums["J2"]
             noise = np.empty(lead + (K, K))
             noise[..., self.iu[0], self.iu[1]] = S4
             noise[..., self.iu[1], self.iu[0]] = S4
             dQ += v[..., :, None] * v[..., None, :] * noise
             if self.train_v:
-                I2 = ints["I2"].reshape(lead + (K, n))
-                dv = -self._eta_v * np.einsum("...ia,...a->...i", I2, w)
+                dv = -self._eta_v * sums["Iw2"]
             else:
                 dv = np.zeros(lead + (K,))
             if s.weight_decay > 0:
@@ -177,7 +240,8 @@ class Drift:
 
         dv is zero when the second layer is frozen. Vectorised over the leading axes.
         """
-        return self.combine(Q, R, v, self.integrals(self.covariance(Q, R)))
+        v = np.asarray(v, dtype=float)
+        return self._assemble(Q, R, v, self.sums(self.covariance(Q, R), self._w(v)))
 
     def __call__(self, alpha, y):
         """Packed drift at packed state(s) y (..., size)."""
@@ -276,7 +340,10 @@ class Drift:
         ``"eta"`` (the gradient and eta^2 terms), ``"sigma"`` (eta^2 sigma^2 J2), ``"eta_v"`` or
         ``"weight_decay"``; compared on logarithms, so it never overflows."""
         Q, R, v = self.unpack(np.asarray(y, dtype=float))
-        ints = self.integrals(self.covariance(Q, R))
+        C = self.covariance(Q, R)
+        ints = {name: self.k[name](C, idx) for name, idx in
+                (("I3", self.idx3), ("J2", self.ik), ("I2", self.idx2))}
+        ints["I4"] = chunked_max_abs(self.k["I4"], C, self.ik, self.ab)  # never materialised
         s = self.setup
 
         def lg(x):
@@ -392,8 +459,8 @@ def _check_integrate_args(state0, setup, alpha_max, alphas, rtol, atol, max_norm
     max_nfev = check_int(max_nfev, "max_nfev", 1, integral_float=True)
     K, M = state0.K, state0.M
     check_memory(ode_memory(K, M, alphas.size), f"the ODEs at K={K}, M={M}",
-                 f"(integrals, Jacobian and {alphas.size} output times) the I4 integrals alone "
-                 "grow like K^4 / 2; use a smaller K")
+                 f"(the solver's dense Jacobian and {alphas.size} output times) the Jacobian "
+                 "grows like K^4 / 4; use a smaller K")
     return alpha_max, alphas, rtol, atol, max_norm, max_nfev
 
 
@@ -435,6 +502,8 @@ def integrate(
         error above alpha_max counts as alpha_max); default 0 and 200 log-spaced times.
     rtol, atol : solver tolerances (scipy.integrate.solve_ivp), 0 < rtol <= 0.1, atol > 0.
     method : any solve_ivp method; LSODA switches between Adams and BDF as the dynamics stiffen.
+        The implicit methods get the sparse FD Jacobian while its index sets fit in 1 GiB
+        (K <~ 60 at M = 4); beyond, they difference the drift themselves (size evaluations).
     max_norm : the run is declared divergent when an overlap exceeds this in absolute value
         (0 < max_norm <= 1e100).
     max_nfev : budget of drift evaluations; the run also stops when 5000 evaluations pass
@@ -462,7 +531,9 @@ def integrate(
     rhs = _Monitor(f, y0, alpha_max, max_norm, max_nfev)
     t0 = time.perf_counter()
     options = {}
-    if method in ("LSODA", "BDF", "Radau"):  # implicit solvers: a cheap sparse FD Jacobian
+    if method in ("LSODA", "BDF", "Radau") and f.jacobian_bytes() <= JACOBIAN_BUDGET:
+        # implicit solvers: a cheap sparse FD Jacobian (beyond the budget, K >~ 60, the solver's
+        # own dense FD Jacobian: size evaluations of the drift, no K^4 index sets)
         options["jac"] = lambda a, y: f.jacobian(a, y, central=False)
     try:
         sol = solve_ivp(_logged(rhs, alpha_max, f.K, f.M), (0.0, alpha_max), y0, method=method,

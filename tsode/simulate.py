@@ -61,6 +61,12 @@ _PIECE_WORK = 2e7
 _LANES = 32
 _MIN_LANES = 4
 
+#: From this many fields K + M on, the reduced engine carries the Cholesky factor of G from step
+#: to step by a rank-2 update (O((K+M)^2)) and factorises afresh (O((K+M)^3)) only every
+#: _REFRESH steps; below it a new factorisation is as cheap (measured, benchmarks/scale.py).
+_RANK2_MIN_FIELDS = 24
+_REFRESH = 128
+
 
 def record_steps(N: int, alpha_max: float, alphas=None) -> np.ndarray:
     """Step counts at which a simulation of input dimension N records the order parameters.
@@ -164,8 +170,9 @@ class _ReducedRuns:
     """State and step loop of a group of runs of the exact reduced Markov chain, in lockstep.
 
     G (n, n, runs) and v (K, runs) hold the runs along the last axis; run j draws only from
-    ``rngs[j]`` (its random numbers for up to ``chunk`` steps are drawn ahead), so its trajectory
-    does not depend on the grouping.
+    ``rngs[j]``, in stream order, a block of ``chunk`` steps ahead (whatever the segments
+    advanced: fewer compiled calls per step), so its trajectory does not depend on the
+    grouping nor on the output times.
     """
 
     def __init__(self, state0: OrderParameters, N, rngs, pars, rank_rtol, with_chi2, chunk=1024):
@@ -176,32 +183,44 @@ class _ReducedRuns:
         self.v = np.ascontiguousarray(np.repeat(np.array(state0.v, dtype=float)[:, None], runs, 1))
         self.vs = np.array(state0.v_star, dtype=float)
         self.K, self.N, self.rngs = state0.K, N, rngs
+        from numba.typed import List  # here: importing tsode stays free of numba.typed
+
+        self.typed_rngs = List(rngs)  # the same generators, typed once
         code, eta, eta_v, sigma, decay, max_norm = pars
         self.draw_pars = (min(n, N), N, sigma, with_chi2)
         self.pars = (code, eta, eta_v, sigma, decay, max_norm, rank_rtol)
         self.Z = np.empty((chunk, min(n, N), runs))
         self.X2, self.ZE = np.empty((chunk, runs)), np.empty((chunk, runs))
         self.failed = np.zeros(1, dtype=np.int64)  # the run of the group that diverged
+        self.next = self.filled = 0  # rows of Z used / drawn (drawn ahead, whole blocks)
+        self.steps = 0  # steps done (the rank-2 update's refresh schedule)
+        # the Cholesky factor carried by rank-2 updates between fresh factorisations
+        self.refresh = _REFRESH if n >= _RANK2_MIN_FIELDS else 1
+        self.L, self.ok = np.zeros((n, n, runs)), np.zeros(runs)
 
     def advance(self, n_steps):
         done = 0
         while done < n_steps:
-            b = min(self.Z.shape[0], n_steps - done)
-            for j, rng in enumerate(self.rngs):
-                _k.draw_block(rng, *self.draw_pars, self.Z[:b, :, j], self.X2[:b, j],
-                              self.ZE[:b, j])
-            if len(self.rngs) == 1:  # scalar loops: faster than lanes for one run
+            if self.next == self.filled:  # draw the next block of every run ahead
+                _k.draw_lanes(self.typed_rngs, *self.draw_pars, self.Z, self.X2, self.ZE)
+                self.next, self.filled = 0, self.Z.shape[0]
+            lo = self.next
+            b = min(self.filled - lo, n_steps - done)
+            Z, X2, ZE = self.Z[lo:], self.X2[lo:], self.ZE[lo:]
+            if len(self.rngs) == 1 and self.refresh == 1:  # scalar loops: faster for one run
                 n = self.G.shape[0]
                 completed = _k.reduced_advance_one(
-                    self.G.reshape(n, n), self.v.reshape(-1), self.vs, self.Z[:, :, 0],
-                    self.X2[:, 0], self.ZE[:, 0], b, self.K, self.N, *self.pars,
+                    self.G.reshape(n, n), self.v.reshape(-1), self.vs, Z[:, :, 0], X2[:, 0],
+                    ZE[:, 0], b, self.K, self.N, *self.pars,
                 )
             else:
                 completed = _k.reduced_advance_lanes(
-                    self.G, self.v, self.vs, self.Z, self.X2, self.ZE, b, self.K, self.N,
-                    *self.pars, self.failed,
+                    self.G, self.v, self.vs, Z, X2, ZE, b, self.K, self.N,
+                    *self.pars, self.failed, self.refresh, self.L, self.ok, self.steps,
                 )
             done += completed
+            self.next += completed
+            self.steps += completed
             if completed < b:
                 break
         return done
