@@ -226,24 +226,6 @@ def test_ch1_fig1_starts_are_independent_and_the_band_spans_them(fig1):
         assert np.allclose(c["median"], np.median(flat, axis=0))
 
 
-def test_ch1_two_level_recovers_known_variances():
-    """Synthetic (S, R) data with between-start sd 2 and within-start sd 0.5: the between-start
-    s.e. estimates sqrt(4 + 0.25 / R) / sqrt(S), the within s.e. 0.5 / sqrt(R S) (each within
-    ~10 % for S = 400 starts: the relative sampling error of an sd is 1/sqrt(2 (S - 1)))."""
-    from tsode.book.fig1 import two_level
-
-    S, R = 400, 4
-    rng = np.random.default_rng(7)
-    x = 3.0 + 2.0 * rng.standard_normal((S, 1)) + 0.5 * rng.standard_normal((S, R))
-    lev = two_level(x)
-    assert lev["se"] == pytest.approx(np.sqrt(4 + 0.25 / R) / np.sqrt(S), rel=0.1)
-    assert lev["within_se"] == pytest.approx(0.5 / np.sqrt(R * S), rel=0.1)
-    assert lev["between_sd"] == pytest.approx(np.sqrt(4 + 0.25 / R), rel=0.1)
-    assert lev["mean"] == pytest.approx(3.0, abs=4 * lev["se"])
-    with pytest.raises(ValueError, match="two_level needs"):
-        two_level(np.ones((1, 4)))
-
-
 def test_ch1_shared_norm_detects_a_teacher_shared_by_two_units():
     """Units 0, 1 on teacher 0 with norms² 0.62 and 0.40, unit 2 on teacher 1: shared norm 0.40;
     a specialised state with one small extra unit: 0.01 (below SHARED)."""

@@ -20,11 +20,12 @@ import numpy as np
 from ..classification import classify
 from ..ode import integrate
 from ..order_parameters import Setup
+from ..statistics import two_level
 from .accuracy import ode_variants, spread
 from .chapter import Result, Settings, register, run_sgd, seed_for, settings_of, start, timed
 from .odes import _plateau, align_units
 
-__all__ = ["Fig1Settings", "Fig1", "Gap", "fig1", "records", "shared_norm", "two_level", "SHARED",
+__all__ = ["Fig1Settings", "Fig1", "Gap", "fig1", "records", "shared_norm", "SHARED",
            "mechanism", "gap_verdict", "end_summary"]
 
 
@@ -88,7 +89,8 @@ class Fig1(Result):
     escape_max : the latest escape over K.
     eg_end_ode : {K: ODE ε_g at alpha_max}.
     eg_end_sgd, eg_end_sgd_err : {K: mean over all reduced runs of ε_g at alpha_max, and its
-        standard error from the spread between the starts' means (:func:`two_level`)}.
+        standard error from the spread between the starts' means
+        (:func:`tsode.statistics.two_level`)}.
     gap : {N: :class:`Gap`} for the largest student at alpha_max (N = settings.N: the ensemble
         of the figure; then every N of settings.gap_N).
     accuracy : of plateau, plateau_alpha and escape_K0 (spread over ODE variants).
@@ -184,23 +186,6 @@ def shared_norm(Q, R) -> np.ndarray:
         second = np.sort(on, axis=-1)[..., -2]
         out = np.maximum(out, np.where(np.isfinite(second), second, 0.0))
     return out
-
-
-def two_level(x) -> dict:
-    """Mean and standard errors of (S, R) values: S starts with R runs each.
-
-    ``mean`` over all; ``se`` the between-start standard error std(start means)/√S (it contains
-    the SGD noise too); ``within_se`` sqrt(mean within-start variance / (R S)), the standard
-    error from SGD noise alone; ``between_sd`` the standard deviation of the start means.
-    """
-    x = np.asarray(x, dtype=float)
-    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
-        raise ValueError(f"two_level needs (starts >= 2, runs >= 2) values, got {x.shape}")
-    m = x.mean(axis=1)
-    S, R = x.shape
-    return dict(mean=float(x.mean()), se=float(m.std(ddof=1) / np.sqrt(S)),
-                within_se=float(np.sqrt(x.var(axis=1, ddof=1).mean() / (R * S))),
-                between_sd=float(m.std(ddof=1)))
 
 
 def mechanism(gaps) -> dict:
@@ -301,12 +286,14 @@ def _gap(starts, setup, N, K) -> Gap:
     sgd = np.stack([np.atleast_2d(st["runs"].eg)[:, -1] for st in starts])
     diff = sgd.mean(axis=1) - ode
     lev = two_level(sgd - ode[:, None])
+    S, R = sgd.shape
     own_se = sgd.std(axis=1, ddof=1) / np.sqrt(sgd.shape[1])
     kinds = [classify(st["ode"], setup) for st in starts]
     return Gap(
-        N=int(N), K=int(K), ode=ode, sgd=sgd, diff=diff, diff_mean=lev["mean"],
-        diff_se=lev["se"], diff_within_se=lev["within_se"],
-        sgd_mean=float(sgd.mean()), sgd_se=two_level(sgd)["se"], ode_mean=float(ode.mean()),
+        N=int(N), K=int(K), ode=ode, sgd=sgd, diff=diff, diff_mean=float(lev.mean),
+        diff_se=float(lev.stderr), diff_within_se=float(lev.within_sd / np.sqrt(R * S)),
+        sgd_mean=float(sgd.mean()), sgd_se=float(two_level(sgd).stderr),
+        ode_mean=float(ode.mean()),
         ode_se=float(ode.std(ddof=1) / np.sqrt(len(ode))),
         n_beyond=int(np.sum(np.abs(diff) > 3 * own_se)),
         ode_shared=np.array([shared_norm(st["ode"].Q[-1], st["ode"].R[-1]) for st in starts]),
@@ -386,8 +373,8 @@ def _end_numbers(cases) -> dict:
     for K, c in cases.items():
         lev = two_level(c["eg"][:, :, -1])
         out["eg_end_ode"][K] = float(c["ode"].eg[-1])
-        out["eg_end_sgd"][K] = lev["mean"]
-        out["eg_end_sgd_err"][K] = lev["se"]
+        out["eg_end_sgd"][K] = float(lev.mean)
+        out["eg_end_sgd_err"][K] = float(lev.stderr)
     return out
 
 
@@ -398,7 +385,7 @@ def _at(res, K, alpha):
     i = _read(c["runs"], alpha)
     lev = two_level(c["eg"][:, :, i])
     a = float(c["runs"].alpha[i])
-    return a, float(np.interp(a, c["ode"].alpha, c["ode"].eg)), lev["mean"], lev["se"]
+    return a, float(np.interp(a, c["ode"].alpha, c["ode"].eg)), float(lev.mean), float(lev.stderr)
 
 
 def records(res) -> list[dict]:
