@@ -127,3 +127,27 @@ def test_prefix_recomputation_matches_and_detects_a_change(tiny):
             with pytest.raises(AssertionError):
                 assert_prefix_equal(changed, "tiny")
     assert np.array_equal(ds.eg.values[0, 0, :T], out["recomputed"]["eg"])
+
+
+@pytest.mark.parametrize("error", [
+    "held", "memory", "interrupt",
+])
+def test_long_cli_reports_store_errors_in_one_line(monkeypatch, capsys, error):
+    """`python -m tsode.book long` ends a held lock, a memory ceiling or Ctrl-C with one line on
+    stderr and exit 2 (130 for Ctrl-C), like `tsode sweep`, never a traceback."""
+    from tsode.sweeps.store import OutputLocked
+
+    raised = {"held": OutputLocked("book/data/x.nc is being written by host 1234"),
+              "memory": MemoryError("the sweep needs 40 GB, above the ceiling of 19 GB"),
+              "interrupt": KeyboardInterrupt()}[error]
+
+    def compute(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(long_runs, "compute", compute)
+    name = long_runs.names()[0]
+    code = long_runs.main([name])
+    err = capsys.readouterr().err.strip()
+    assert code == (130 if error == "interrupt" else 2)
+    assert err.startswith(name) and "Traceback" not in err
+    assert len(err.splitlines()) == 1

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..sweeps import load_spec
-from ..sweeps.store import SpecMismatch
+from ..sweeps.run import ExecutorError
+from ..sweeps.spec import SpecError
+from ..sweeps.store import SpecMismatch, StoreError
 from ..sweeps.tasks import cpu_signature, run_task
 
 __all__ = ["SPECS", "DATA", "names", "load", "check", "recompute_prefix", "StaleCache", "main"]
@@ -176,8 +178,14 @@ def main(argv=None) -> int:
             try:
                 compute(name, executor=args.scheduler, workers=args.workers,
                         overwrite=args.overwrite)
-            except SpecMismatch as e:
+            except (SpecError, SpecMismatch, StoreError, ExecutorError, MemoryError) as e:
+                # the same one-line errors as `tsode sweep` (a held lock, a damaged output, ...)
                 print(f"{name}: {e}", file=sys.stderr)
                 return 2
+            except KeyboardInterrupt:
+                print(f"\n{name}: interrupted; finished tasks are kept in {data}.parts/ — "
+                      f"`python -m tsode.book long {name}` (without --overwrite) continues",
+                      file=sys.stderr)
+                return 130
             print(f"{name}: wrote {data.relative_to(ROOT)}", file=sys.stderr)
     return 0
