@@ -1238,6 +1238,9 @@ def test_ch2_relu_late_drift_fields(first_layer):
         return
     assert r.ode_chapter_dead == r.ode_chapter_norms.min() and r.ode_chapter_alive == r.ode_chapter_norms.max()
     assert r.min_norm_range == (r.min_norm.min(), r.min_norm.max())
+    # every run of every start counted once; a dead unit is one below DEAD_NORM
+    assert r.n_runs == r.min_norm.size and r.n_runs >= 16
+    assert r.n_dead == int(np.sum(r.min_norm < _ensembles.DEAD_NORM))
     # the chapter's start: the ReLU ODE of first_layer_final at alpha_read = 1e3 is the same
     # integration (same seed stream "first_layer.start", same K)
     relu = first_layer.relu

@@ -593,6 +593,8 @@ class ReluLateDrift(Result):
     eg_1e3, eg_1e4 : :func:`sgd_at` dicts of the SGD ensemble at 10³ and 10⁴.
     min_norm, max_norm : (S·R,) smallest / largest Q_kk per SGD run at 10⁴;
         min_norm_range : (min, max) of min_norm over the runs.
+    n_dead, n_runs : runs (of all starts) with a unit of norm below :data:`DEAD_NORM` at 10⁴,
+        and all runs.
     """
 
     missing: str = ""
@@ -608,6 +610,12 @@ class ReluLateDrift(Result):
     min_norm: np.ndarray | None = None
     max_norm: np.ndarray | None = None
     min_norm_range: tuple | None = None
+    n_dead: int | None = None
+    n_runs: int | None = None
+
+
+#: A unit whose norm Q_kk is below this at α = 10⁴ counts as dead (live units have Q_kk ≳ 0.1).
+DEAD_NORM = 0.01
 
 
 @timed
@@ -638,7 +646,8 @@ def relu_late_drift(L: int = 1, name: str = "first_layer_relu", seed: int = 0) -
         ode_store=store.eg[1:].copy(), ode_store_norms=np.diag(store.Q[-1]).copy(),
         eg_1e3=sgd_at(ds, 1e3, L=L), eg_1e4=sgd_at(ds, 1e4, L=L), min_norm=units.min(axis=1),
         max_norm=units.max(axis=1),
-        min_norm_range=(float(units.min(axis=1).min()), float(units.min(axis=1).max())))
+        min_norm_range=(float(units.min(axis=1).min()), float(units.min(axis=1).max())),
+        n_dead=int(np.sum(units.min(axis=1) < DEAD_NORM)), n_runs=int(units.shape[0]))
 
 
 def long_verdict(res: LongTimes, z_max: float = 2.0) -> str:
