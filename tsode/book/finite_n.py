@@ -263,14 +263,16 @@ def fig_exit_times(res: FiniteN):
     slope through the means' weighted centroid, and the SDE's means."""
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
+    from .plotting import COLUMN_IN
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(COLUMN_IN, 3.8))
     cmap = plt.get_cmap("viridis")
     for i, N in enumerate(res.N):
         e = np.sort(res.exits[i])
         a.step(e, np.arange(1, e.size + 1) / e.size, where="post",
                color=cmap(i / max(1, len(res.N) - 1)), label=f"N = {N:.0f}")
     a.set(xlabel=r"exit time $\alpha_{\rm exit}$", ylabel="fraction of runs exited")
-    a.legend(fontsize=8, loc="lower right")
+    a.legend(loc="lower right")
     b.errorbar(res.N, res.mean, yerr=1.96 * res.stderr, fmt="o", ms=4, label="exact chain")
     Ns = np.geomspace(res.N.min(), res.N_sde.max(), 50)
     b.plot(Ns, res.fit.a + res.fit.b * np.log(Ns), "-", lw=1,
@@ -283,7 +285,7 @@ def fig_exit_times(res: FiniteN):
                yerr=1.96 * np.nanstd(res.sde_exits, 1) / np.sqrt(res.sde_exits.shape[1]),
                fmt="s", ms=4, mfc="none", label="SDE")
     b.set(xscale="log", xlabel="N", ylabel=r"mean exit time")
-    b.legend(fontsize=8, loc="upper left")
+    b.legend(loc="upper left")
     return fig
 
 
@@ -291,7 +293,9 @@ def fig_fluctuations(res: FiniteN):
     """Run-to-run standard deviations against N, on the plateau and at the end (log-log)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    from .plotting import COLUMN_IN
+
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 3.8), sharey=True)
     names = (r"$\epsilon_g$", r"$Q_{11}$", r"$\max_n R_{1n}$")
     for j, (ax, where) in enumerate(zip(axes, ("on the plateau", "after convergence"))):
         for k, arr in enumerate((res.eg_sd, res.Q_sd, res.R_sd)):
@@ -299,7 +303,7 @@ def fig_fluctuations(res: FiniteN):
                       label=f"{names[k]}: slope {res.fluct_slope[k, j]:.2f}")
         ax.loglog(res.N, arr[0, j] * np.sqrt(res.N[0] / res.N), "k:", lw=1, label=r"$N^{-1/2}$")
         ax.set(xlabel="N", title=rf"{where} ($\alpha$ = {res.probe_alpha[j]:.0f})")
-        ax.legend(fontsize=8)
+        ax.legend()
     axes[0].set_ylabel("standard deviation over runs")
     return fig
 
@@ -309,14 +313,16 @@ def fig_sde(res: FiniteN):
     per run against N."""
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
+    from .plotting import COLUMN_IN
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(COLUMN_IN, 3.8))
     for i, N in enumerate(res.N_check):
         for arr, ls, name in ((res.check_reduced, "-", "chain"), (res.check_sde, "--", "SDE")):
             e = np.sort(arr[i])
             a.step(e, np.arange(1, e.size + 1) / e.size, ls, where="post", color=f"C{i}",
                    label=f"{name}, N = {N:.0f}")
     a.set(xlabel=r"exit time $\alpha_{\rm exit}$", ylabel="fraction of runs exited")
-    a.legend(fontsize=8, loc="lower right")
+    a.legend(loc="lower right")
     b.loglog(res.N_sde, res.sde_seconds, "s-", ms=4)
     b.set(xlabel="N", ylabel="SDE CPU seconds per run", ylim=(res.sde_seconds.min() / 3,
                                                           res.sde_seconds.max() * 3))

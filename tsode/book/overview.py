@@ -351,12 +351,18 @@ def _labelled(entries: list) -> str:
     if len(keys) == 1 and all(lab.count("=") == 1 for lab in labels):
         k = keys.pop()
         vals = [lab.split("=")[1].strip() for lab in labels]
+        # a plain symbol (``L``, ``N``, ``eta``) goes into the maths; a longer name (a quantity
+        # such as "eps_g(alpha_max), mean over starts, N") stays text that can wrap
+        text, _, sym = k.rpartition(",")
+        sym = sym.strip()
+        head = (f"{as_math(text)}, " if text else "") + (
+            f"${_symbol(sym)} = " if re.fullmatch(r"\w+", sym) else f"{as_math(sym)} $= ")
         if len(entries) > SHOW:
             ends = [0, len(entries) - 1]
-            return (f"${_symbol(k)} = {_tex_label(vals[0])}$ … ${_tex_label(vals[-1])}$: "
+            return (f"{head}{_tex_label(vals[0])}$ … ${_tex_label(vals[-1])}$: "
                     + format_values([values[i] for i in ends], [errs[i] for i in ends],
                                     sep=" … "))
-        return (f"${_symbol(k)} = {', '.join(_tex_label(v) for v in vals)}$: "
+        return (f"{head}{', '.join(_tex_label(v) for v in vals)}$: "
                 + format_values(values, errs))
     if len(entries) > SHOW:
         lo, hi = min(range(len(values)), key=values.__getitem__), max(
