@@ -174,6 +174,7 @@ PHONE = {"width": 390, "height": 844}
 NO_IDENTIFIER = {
     "cho2009kernel": "NeurIPS 2009 proceedings have no DOI and the paper no arXiv version",
     "riegler1995": "its DOI could not be confirmed against the publisher's record",
+    "biehl1996transient": "its DOI could not be confirmed against the publisher's record",
     "goldt2019pyscm": "a Mathematica notebook in a GitHub repository, linked by URL",
 }
 
