@@ -618,7 +618,7 @@ def _checked(res):
 
 
 #: accuracies of numbers that are only glued (through a mean), not printed by a check cell
-GLUED_ONLY = {"final_exponent"}
+GLUED_ONLY = {"final_exponent", "fp_excess"}
 
 
 @pytest.fixture(scope="module")
@@ -1225,7 +1225,9 @@ def test_ch2_long_times_fields():
         return
     assert res.verdict == _ensembles.long_verdict(res) and res.verdict.startswith("α = 1e+05")
     for i, row in enumerate(res.table):
-        assert row["z"] == pytest.approx((row["mean"] - row["ode"]) / row["stderr"], rel=1e-12)
+        # z is the paired difference of the start means over its s.e. (ensembles._paired_z):
+        # (mean - ode) / stderr up to the rounding of sums taken in another order (seen 1e-11)
+        assert row["z"] == pytest.approx((row["mean"] - row["ode"]) / row["stderr"], rel=1e-9)
         # the printed form of the chapter's check cell before the contract
         assert res.fmt("table", i, "ode", digits=3) == ex.robust_format(row["ode"], 1e-5 * row["ode"], digits=3)
         assert res.fmt("table", i, "mean") == ex.robust_format(row["mean"], 0.0)
