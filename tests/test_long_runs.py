@@ -66,19 +66,13 @@ def assert_prefix_equal(out, name):
 
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
+def tiny(long_run_cache):
     """A spec dir with one small long run, computed into a temporary data dir."""
-    specs, data = tmp_path / "specs", tmp_path / "data"
-    specs.mkdir()
-    (specs / "tiny.toml").write_text(
+    return long_run_cache(
+        "tiny",
         "[setup]\nactivation = 'erf'\neta = 0.2\nsigma = 0.1\n"
         "[network]\nM = 2\nL = [0, 1]\n"
         "[run]\nengine = 'reduced'\nN = 200\nruns = 2\nalpha_max = 20.0\nn_alphas = 30\n")
-    monkeypatch.setattr(long_runs, "SPECS", specs)
-    monkeypatch.setattr(long_runs, "DATA", data)
-    monkeypatch.setattr(long_runs, "ROOT", tmp_path)
-    long_runs.compute("tiny", executor=ThreadPoolExecutor(1))
-    return specs / "tiny.toml"
 
 
 def test_loader_accepts_matching_settings(tiny):

@@ -134,24 +134,19 @@ def test_book_ensembles_read_the_start_axis(swept):
     assert one["stderr"] == pytest.approx(eg[0].std(ddof=1) / np.sqrt(2), rel=1e-12)
 
 
-def test_long_times_reads_starts_and_N(tmp_path, monkeypatch):
+def test_long_times_reads_starts_and_N(long_run_cache):
     """The chapter-2 long-time reader on a sweep with dims (L, start, N, run, alpha): per
     (L, N) the mean over the starts, the s.e. from the start means (recomputed with numpy) and
     the ODE averaged over the starts' stored states; the paired z."""
     from tsode.book import ensembles as E
     from tsode.book import long_runs
 
-    specs, data = tmp_path / "specs", tmp_path / "data"
-    specs.mkdir()
-    (specs / "tinylong.toml").write_text(
+    long_run_cache(
+        "tinylong",
         "[setup]\nactivation = 'erf'\neta = 0.2\nsigma = 0.1\n"
         "[network]\nM = 2\nL = [1]\nstart = [0, 1, 2]\n"
         "[run]\nengine = 'reduced'\nN = [100, 200]\nruns = 1\nalpha_max = 20.0\n"
         "n_alphas = 10\nalpha_min = 1.0\n")
-    monkeypatch.setattr(long_runs, "SPECS", specs)
-    monkeypatch.setattr(long_runs, "DATA", data)
-    monkeypatch.setattr(long_runs, "ROOT", tmp_path)
-    long_runs.compute("tinylong", executor=ThreadPoolExecutor(1))
     res = E.long_times(E.LongTimesSettings(cache="tinylong", alpha_ode=30.0))
     assert not res.missing and set(res.curves) == {(1, 100), (1, 200)}
     ds = long_runs.load("tinylong")
